@@ -1,0 +1,348 @@
+//! Stage one of argument handling: the clap structs, exactly as typed. `config.rs` turns
+//! these (plus environment and config file) into a validated configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const MAIN_AFTER: &str = "\
+Examples:
+  oneseal key init                                   # create the local master key
+  oneseal encrypt request.json -o request.enc.json   # encrypt a One API request body
+  oneseal decrypt callback.json                      # decrypt an inbound callback to stdout
+  curl ... | oneseal decrypt - --pretty              # '-' (or no INPUT) reads stdin
+
+Key providers: with --kms-key-id (or ONESEAL_KMS_KEY_ID) data keys come from AWS KMS, which
+the messaging platform can also use; without it, from the local key file (offline, for
+development and tests: the platform cannot decrypt those).
+
+Exit codes: 0 ok, 2 usage/config, 3 bad input, 4 cryptographic failure, 5 key service failure.";
+
+/// Client-side encryption of WhatsApp message content for Clickatell's One API.
+#[derive(Debug, Parser)]
+#[command(name = "oneseal", version, about, after_help = MAIN_AFTER, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML) with defaults for any option below.
+    #[arg(long, global = true, env = "ONESEAL_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More diagnostics on stderr (-v info, -vv debug). Never prints keys or plaintext.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Encrypt the sensitive leaves of a request body or callback (DESIGN §4 field policy).
+    #[command(after_help = ENCRYPT_AFTER)]
+    Encrypt(EncryptArgs),
+    /// Decrypt a callback or an encrypted request body, removing each encryptionKey used.
+    #[command(after_help = DECRYPT_AFTER)]
+    Decrypt(DecryptArgs),
+    /// Encrypt or decrypt media files (uploads, broadcasts, downloaded media).
+    #[command(subcommand)]
+    Media(MediaCommand),
+    /// WhatsApp Flows endpoint crypto: keys, requests, responses, signatures.
+    #[command(subcommand)]
+    Flows(FlowsCommand),
+    /// Manage the local master key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+const ENCRYPT_AFTER: &str = "\
+Examples:
+  oneseal encrypt request.json -o request.enc.json
+  oneseal encrypt request.json --kms-key-id alias/whatsapp --encryption-context tenant=acme
+  oneseal encrypt request.json --suite cbc --field customData.note
+  cat request.json | oneseal encrypt > request.enc.json
+
+Each message gets `encryptionKey` (One API) or the document gets one (legacy). Inline media
+(`content` with a content type) is encrypted as bytes and `sha256Hash` is set to the SHA-256
+of the plaintext file. Only the policy leaves change; routing fields stay readable.";
+
+const DECRYPT_AFTER: &str = "\
+Examples:
+  oneseal decrypt callback.json
+  oneseal decrypt request.enc.json -o request.json
+  oneseal decrypt callback.json --keep-going      # leave undecryptable items as they are
+
+Local blobs (made without --kms-key-id) are opened with the local key; all others with KMS
+(credentials and region from the standard AWS chain). --kms-key-id on decrypt restricts
+Decrypt to that key.";
+
+/// Options shared by every command that reaches a key provider.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyArgs {
+    /// AWS KMS key (id, ARN, alias/NAME). Selects KMS for encryption; on decrypt, restricts to it.
+    #[arg(long, env = "ONESEAL_KMS_KEY_ID", value_name = "ARN")]
+    pub kms_key_id: Option<String>,
+
+    /// Local master key file (default: <data dir>/oneseal/local.key).
+    #[arg(long, env = "ONESEAL_LOCAL_KEY", value_name = "PATH")]
+    pub local_key: Option<PathBuf>,
+
+    /// KMS encryption context pair, repeatable. Must be the same on decrypt.
+    #[arg(long = "encryption-context", value_name = "K=V")]
+    pub encryption_context: Vec<String>,
+
+    /// AWS region for KMS (else AWS_REGION / profile).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// AWS profile (else AWS_PROFILE).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// KMS endpoint, e.g. a local KMS for testing (else AWS_ENDPOINT_URL_KMS).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Seconds one KMS call may take in total, retries included (default 20).
+    #[arg(long, value_name = "SECONDS")]
+    pub kms_timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// Input JSON file; '-' or nothing reads stdin.
+    #[arg(value_name = "INPUT")]
+    pub input: Option<PathBuf>,
+
+    /// Output file, written atomically; default stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+
+    /// Suite for new ciphertext: gcm (authenticated, default) or cbc (One API sample format).
+    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    pub suite: Option<String>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// A new data key for every message (default: one key for up to 1000 messages / 5 min).
+    #[arg(long)]
+    pub fresh_key_per_message: bool,
+
+    /// Extra leaf to encrypt, relative to each message/item, repeatable (e.g. customData.note).
+    #[arg(long = "field", value_name = "PATH")]
+    pub fields: Vec<String>,
+
+    /// Payload family: auto (detect), one, legacy.
+    #[arg(long, value_name = "API")]
+    pub api: Option<String>,
+
+    /// Pretty-print the JSON output.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// Input JSON file; '-' or nothing reads stdin.
+    #[arg(value_name = "INPUT")]
+    pub input: Option<PathBuf>,
+
+    /// Output file, written atomically; default stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+
+    /// Suites to accept: auto (GCM, then CBC), gcm, cbc.
+    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    pub suite: Option<String>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// Leave items that fail as they are, report each on stderr, and still write the output.
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// Extra leaf that was encrypted, repeatable (must match what encrypt used).
+    #[arg(long = "field", value_name = "PATH")]
+    pub fields: Vec<String>,
+
+    /// Payload family: auto (detect), one, legacy.
+    #[arg(long, value_name = "API")]
+    pub api: Option<String>,
+
+    /// Pretty-print the JSON output.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create the local master key (mode 0600). Never overwrites an existing key.
+    Init {
+        /// Where to create it (default: <data dir>/oneseal/local.key).
+        #[arg(long, env = "ONESEAL_LOCAL_KEY", value_name = "PATH")]
+        local_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Encrypt a file for upload (POST /v1/media) and print the upload parameters as JSON.
+    #[command(after_help = MEDIA_ENCRYPT_AFTER)]
+    Encrypt(MediaEncryptArgs),
+    /// Decrypt a downloaded media file; nothing is left at -o unless it verifies.
+    #[command(after_help = MEDIA_DECRYPT_AFTER)]
+    Decrypt(MediaDecryptArgs),
+}
+
+const MEDIA_ENCRYPT_AFTER: &str = "\
+Examples:
+  oneseal media encrypt statement.pdf -o statement.pdf.enc --to 2799900001 --kms-key-id alias/wa
+  oneseal media encrypt promo.mp4 -o promo.enc --broadcast --kms-key-id alias/wa
+
+Then upload the encrypted bytes:
+  curl -X POST -H \"Authorization: $KEY\" -H 'Content-Type: application/pdf' \\
+       --data-binary @statement.pdf.enc \"$(jq -r .uploadUrl < params.json)\"";
+
+const MEDIA_DECRYPT_AFTER: &str = "\
+Examples:
+  oneseal media decrypt encrypted_UUID-1.jpg -o photo.jpg --callback moMedia.json
+  oneseal media decrypt file.enc -o file.pdf --encryption-key AQIDAH... --sha256 529fd5...";
+
+#[derive(Debug, Args)]
+pub struct MediaEncryptArgs {
+    /// The plaintext file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Where to write the encrypted file (atomically).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+
+    /// Recipient MSISDN the upload is for.
+    #[arg(long, value_name = "MSISDN", conflicts_with = "broadcast", required_unless_present = "broadcast")]
+    pub to: Option<String>,
+
+    /// Upload for broadcasting to many recipients (no personal data in the file!).
+    #[arg(long)]
+    pub broadcast: bool,
+
+    /// File name to report (default: the input's file name).
+    #[arg(long, value_name = "NAME")]
+    pub file_name: Option<String>,
+
+    /// Content type (default: guessed from the extension).
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+
+    /// Suite: gcm (default) or cbc.
+    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    pub suite: Option<String>,
+
+    /// Base URL of the media endpoint.
+    #[arg(long, value_name = "URL", default_value = "https://platform.clickatell.com/v1/media")]
+    pub upload_base_url: String,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MediaDecryptArgs {
+    /// The encrypted file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Where to write the plaintext (only after it verifies).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+
+    /// The encryptionKey (base64) from the callback or the upload.
+    #[arg(long, value_name = "B64", required_unless_present = "callback")]
+    pub encryption_key: Option<String>,
+
+    /// Expected SHA-256 (hex) of the plaintext.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+
+    /// A moMedia callback to take the key and hash from.
+    #[arg(long, value_name = "CALLBACK.json", conflicts_with = "encryption_key")]
+    pub callback: Option<PathBuf>,
+
+    /// Which file of the callback (default 0).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub file_index: usize,
+
+    /// Suites to accept: auto, gcm, cbc.
+    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    pub suite: Option<String>,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlowsCommand {
+    /// Generate a 2048-bit RSA business key pair (PKCS#8 private, SPKI public, PEM).
+    #[command(after_help = "Examples:\n  oneseal flows keygen --private-key-out flows.key --public-key-out flows.pub --print-upload-body\n  ONESEAL_FLOWS_PASSPHRASE=... oneseal flows keygen --private-key-out k.pem --public-key-out p.pem --encrypt")]
+    Keygen {
+        /// Private key destination (created with mode 0600; never overwritten).
+        #[arg(long, value_name = "PATH")]
+        private_key_out: PathBuf,
+        /// Public key destination.
+        #[arg(long, value_name = "PATH")]
+        public_key_out: PathBuf,
+        /// Encrypt the private key with a passphrase (from ONESEAL_FLOWS_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        encrypt: bool,
+        /// Print the JSON body for POST /whatsapp-business-encryption.
+        #[arg(long)]
+        print_upload_body: bool,
+    },
+    /// Decrypt a Flows data-exchange request body and print the flow JSON.
+    #[command(after_help = "Examples:\n  oneseal flows decrypt-request body.json --private-key flows.key\n\nAn undecryptable request exits 4; the endpoint should answer HTTP 421.")]
+    DecryptRequest {
+        /// The request body; '-' or nothing reads stdin.
+        #[arg(value_name = "REQUEST")]
+        input: Option<PathBuf>,
+        /// The business private key (PKCS#8 or PKCS#1 PEM; encrypted PKCS#8 needs ONESEAL_FLOWS_PASSPHRASE).
+        #[arg(long, value_name = "PATH")]
+        private_key: PathBuf,
+        /// Output file; default stdout.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Encrypt a response JSON for the request it answers; prints the base64 body.
+    #[command(after_help = "Examples:\n  oneseal flows encrypt-response response.json --private-key flows.key --request body.json")]
+    EncryptResponse {
+        /// The response JSON; '-' or nothing reads stdin.
+        #[arg(value_name = "RESPONSE")]
+        input: Option<PathBuf>,
+        /// The business private key.
+        #[arg(long, value_name = "PATH")]
+        private_key: PathBuf,
+        /// The encrypted request this answers (its key and IV are reused, IV flipped).
+        #[arg(long, value_name = "REQUEST")]
+        request: PathBuf,
+        /// Output file; default stdout.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Verify the x-hub-signature-256 header of a request body (HMAC-SHA256 with the app secret).
+    #[command(after_help = "Examples:\n  ONESEAL_FLOWS_APP_SECRET=... oneseal flows verify-signature body.json --signature 'sha256=ab12...'\n\nA bad signature exits 4; the endpoint should answer HTTP 432.")]
+    VerifySignature {
+        /// The raw request body; '-' or nothing reads stdin.
+        #[arg(value_name = "BODY")]
+        input: Option<PathBuf>,
+        /// The header value, `sha256=<hex>`.
+        #[arg(long, value_name = "HEADER")]
+        signature: String,
+    },
+}

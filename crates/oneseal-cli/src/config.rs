@@ -1,0 +1,171 @@
+//! Stage two of argument handling: clap values + environment (via clap) + the config file,
+//! validated into the settings the commands run with. Precedence: flag/env > file > default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oneseal_core::{
+    Api, BlobRouter, CacheConfig, DecryptSuite, FieldPath, InitOutcome, KeyProvider,
+    LocalProvider, Policy, Suite,
+};
+use oneseal_kms::{AwsKmsProvider, KmsConfig};
+use serde::Deserialize;
+
+use crate::cli::KeyArgs;
+use crate::error::CliError;
+
+/// `oneseal.toml`: defaults for any option. Unknown keys are an error, so typos surface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub kms_key_id: Option<String>,
+    pub local_key: Option<PathBuf>,
+    pub suite: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub kms_timeout: Option<f64>,
+    pub fresh_key_per_message: Option<bool>,
+    pub max_messages_per_key: Option<usize>,
+    pub key_max_age_seconds: Option<u64>,
+    #[serde(default)]
+    pub fields: Vec<String>,
+    pub api: Option<String>,
+    #[serde(default)]
+    pub encryption_context: BTreeMap<String, String>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<FileConfig, CliError> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::io("read config file", path, e))?;
+        toml::from_str(&text).map_err(|e| {
+            CliError::usage(format!(
+                "config file {}: {}",
+                path.display(),
+                e.message()
+            ))
+        })
+    }
+}
+
+pub fn parse_suite(s: Option<&str>) -> Result<Suite, CliError> {
+    s.map_or(Ok(Suite::Gcm), |s| s.parse().map_err(|e| CliError::usage(format!("--suite: {e}"))))
+}
+
+pub fn parse_decrypt_suite(s: Option<&str>) -> Result<DecryptSuite, CliError> {
+    s.map_or(Ok(DecryptSuite::Auto), |s| {
+        s.parse().map_err(|e| CliError::usage(format!("--suite: {e}")))
+    })
+}
+
+pub fn parse_api(s: Option<&str>) -> Result<Api, CliError> {
+    s.map_or(Ok(Api::Auto), |s| s.parse().map_err(|e: String| CliError::usage(format!("--api: {e}"))))
+}
+
+pub fn policy(cli_fields: &[String], file: &FileConfig) -> Result<Policy, CliError> {
+    let mut extra = Vec::new();
+    for f in file.fields.iter().chain(cli_fields) {
+        extra.extend(FieldPath::parse_many(f).map_err(|e| CliError::usage(format!("--field: {e}")))?);
+    }
+    Ok(Policy::default().with_extra_fields(&extra))
+}
+
+pub fn cache_config(fresh: bool, file: &FileConfig) -> CacheConfig {
+    let mut c = CacheConfig::default();
+    if let Some(n) = file.max_messages_per_key {
+        c.max_messages = n.max(1);
+    }
+    if let Some(s) = file.key_max_age_seconds {
+        c.max_age = Duration::from_secs(s);
+    }
+    if fresh || file.fresh_key_per_message == Some(true) {
+        c.max_messages = 1;
+    }
+    c
+}
+
+/// The key-provider settings after merging.
+pub struct Keys {
+    pub kms: KmsConfig,
+    pub local_path: Result<PathBuf, CliError>,
+}
+
+pub fn keys(args: &KeyArgs, file: &FileConfig) -> Result<Keys, CliError> {
+    let mut ctx = file.encryption_context.clone();
+    for kv in &args.encryption_context {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            CliError::usage(format!(
+                "--encryption-context {kv:?}: expected KEY=VALUE, e.g. --encryption-context tenant=acme"
+            ))
+        })?;
+        if k.is_empty() {
+            return Err(CliError::usage("--encryption-context: the key is empty"));
+        }
+        ctx.insert(k.to_string(), v.to_string());
+    }
+    let timeout = args.kms_timeout.or(file.kms_timeout);
+    if let Some(t) = timeout {
+        if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+            return Err(CliError::usage("--kms-timeout must be between 0 and 3600 seconds"));
+        }
+    }
+    let op = timeout.map(Duration::from_secs_f64);
+    let kms = KmsConfig {
+        key_id: args.kms_key_id.clone().or_else(|| file.kms_key_id.clone()).filter(|s| !s.is_empty()),
+        region: args.region.clone().or_else(|| file.region.clone()),
+        profile: args.profile.clone().or_else(|| file.profile.clone()),
+        endpoint_url: args.endpoint_url.clone().or_else(|| file.endpoint_url.clone()),
+        encryption_context: ctx,
+        operation_timeout: op,
+        attempt_timeout: op.map(|d| d.min(Duration::from_secs(5))),
+        connect_timeout: op.map(|d| d.min(Duration::from_secs(3))),
+        ..KmsConfig::default()
+    };
+    let local_path = args
+        .local_key
+        .clone()
+        .or_else(|| file.local_key.clone())
+        .or_else(oneseal_core::local::default_key_path)
+        .ok_or_else(|| {
+            CliError::usage("no data directory for the local key on this system: pass --local-key PATH")
+        });
+    Ok(Keys { kms, local_path })
+}
+
+impl Keys {
+    /// The provider for new data keys: KMS when a key id is set, else the local key
+    /// (created on first use).
+    pub fn encrypt_provider(&self) -> Result<Arc<dyn KeyProvider>, CliError> {
+        if self.kms.key_id.is_some() {
+            return Ok(AwsKmsProvider::new(self.kms.clone()).into_dyn());
+        }
+        let path = self.local_path.as_ref().map_err(|e| CliError::usage(e.message.clone()))?;
+        let (p, outcome) = LocalProvider::init(path)?;
+        if outcome == InitOutcome::Created {
+            eprintln!(
+                "oneseal: created local key {} at {} (for development and offline use; the platform cannot decrypt it)",
+                p.key_id_hex(),
+                path.display()
+            );
+        }
+        tracing::info!(key_id = %p.key_id_hex(), "using local key provider");
+        Ok(Arc::new(p))
+    }
+
+    /// The provider for unwrapping: routes `OSL1` blobs to the local key, others to KMS.
+    pub fn decrypt_provider(&self) -> Result<Arc<dyn KeyProvider>, CliError> {
+        let local: Result<Arc<dyn KeyProvider>, String> = match &self.local_path {
+            Ok(p) if p.exists() => Ok(Arc::new(LocalProvider::load(p)?)),
+            Ok(p) => Err(p.display().to_string()),
+            Err(e) => Err(e.message.clone()),
+        };
+        let remote = AwsKmsProvider::new(self.kms.clone()).into_dyn();
+        Ok(Arc::new(BlobRouter::new(None, local, Some(remote))))
+    }
+}

@@ -1,0 +1,45 @@
+//! Standard base64 with `=` padding, as every oneseal wire value uses.
+//!
+//! Decoding trims surrounding ASCII whitespace (the One API reference shows a callback value
+//! with a trailing space) and otherwise accepts only canonical base64.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+/// Encodes bytes as standard padded base64.
+pub fn encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Appends the base64 of `bytes` to `out`, avoiding an intermediate allocation.
+pub fn encode_into(bytes: &[u8], out: &mut String) {
+    STANDARD.encode_string(bytes, out)
+}
+
+/// Decodes canonical standard base64 after trimming surrounding ASCII whitespace.
+/// The error carries no detail about the input on purpose: callers name the JSON path.
+pub fn decode(s: &str) -> Result<Vec<u8>, InvalidBase64> {
+    STANDARD
+        .decode(s.trim_matches(|c: char| c.is_ascii_whitespace()))
+        .map_err(|_| InvalidBase64)
+}
+
+/// The value was not canonical standard base64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidBase64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_whitespace_and_rejects_noncanonical() {
+        assert_eq!(decode(" aGk= ").unwrap(), b"hi");
+        assert_eq!(decode("aGk=\n").unwrap(), b"hi");
+        assert!(decode("aGk").is_err(), "missing padding");
+        assert!(decode("aGl=").is_err(), "non-zero trailing bits");
+        assert!(decode("aG k=").is_err(), "inner space");
+        assert!(decode("aGk-").is_err(), "url-safe alphabet");
+        assert_eq!(decode("").unwrap(), b"");
+    }
+}

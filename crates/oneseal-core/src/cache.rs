@@ -1,0 +1,457 @@
+//! The key cache: wraps any [`KeyProvider`] so that a data key is reused across messages
+//! (encrypt side) and an unwrapped blob is remembered (decrypt side), with single-flight on
+//! concurrent misses: N callers that miss together cause one provider call.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::b64;
+use crate::provider::{KeyError, KeyProvider};
+use crate::secret::SecretKey;
+use crate::suite::FieldCipher;
+
+/// Cache limits. `Default` gives DESIGN §2's defaults.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// How many messages one data key may encrypt (1 = a fresh key per message).
+    pub max_messages: usize,
+    /// How long a data key (either side) stays usable.
+    pub max_age: Duration,
+    /// Decrypt side: how many unwrapped blobs to remember (LRU).
+    pub decrypt_capacity: usize,
+    /// With fresh keys per message: how many provider calls may be in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_messages: 1000,
+            max_age: Duration::from_secs(300),
+            decrypt_capacity: 10_000,
+            max_in_flight: 32,
+        }
+    }
+}
+
+/// A data key ready to encrypt: the expanded cipher plus the blob, pre-encoded for
+/// `encryptionKey`.
+pub struct SealingKey {
+    key: SecretKey,
+    cipher: FieldCipher,
+    blob: Arc<[u8]>,
+    blob_b64: Arc<str>,
+    key_arn: Option<String>,
+    created: Instant,
+    uses: AtomicUsize,
+}
+
+impl fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealingKey")
+            .field("key", &self.key)
+            .field("key_arn", &self.key_arn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealingKey {
+    /// Builds a sealing key from a provider's data key.
+    pub fn new(dk: crate::secret::DataKey) -> Self {
+        SealingKey {
+            cipher: FieldCipher::new(&dk.key),
+            blob_b64: Arc::from(b64::encode(&dk.blob)),
+            key: dk.key,
+            blob: dk.blob,
+            key_arn: dk.key_arn,
+            created: Instant::now(),
+            uses: AtomicUsize::new(0),
+        }
+    }
+    /// The field cipher.
+    pub fn cipher(&self) -> &FieldCipher {
+        &self.cipher
+    }
+    /// The plaintext key (for stream ciphers that need it).
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+    /// The wrapped key as base64, the value of `encryptionKey`.
+    pub fn blob_b64(&self) -> &Arc<str> {
+        &self.blob_b64
+    }
+    /// The wrapped key bytes.
+    pub fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+    /// The wrapping key's ARN (`kmsArn`), or `local:<id>` for the local provider.
+    pub fn key_arn(&self) -> Option<&str> {
+        self.key_arn.as_deref()
+    }
+    fn try_take(&self, max: usize) -> bool {
+        self.uses
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u < max).then_some(u + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// A data key ready to decrypt.
+pub struct OpeningKey {
+    key: SecretKey,
+    cipher: FieldCipher,
+}
+
+impl OpeningKey {
+    /// Wraps an unwrapped data key.
+    pub fn new(key: SecretKey) -> Self {
+        OpeningKey {
+            cipher: FieldCipher::new(&key),
+            key,
+        }
+    }
+    /// The field cipher.
+    pub fn cipher(&self) -> &FieldCipher {
+        &self.cipher
+    }
+    /// The plaintext key (for stream ciphers that need it).
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for OpeningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpeningKey(<redacted>)")
+    }
+}
+
+type Flight<T> = Arc<OnceCell<Result<Arc<T>, KeyError>>>;
+
+struct EncState {
+    current: Option<Arc<SealingKey>>,
+    inflight: Option<Flight<SealingKey>>,
+}
+
+struct DecEntry {
+    created: Instant,
+    cell: Flight<OpeningKey>,
+}
+
+/// The caching, single-flight wrapper around a provider. Share it with `Arc`.
+pub struct KeyCache {
+    provider: Arc<dyn KeyProvider>,
+    cfg: CacheConfig,
+    enc: Mutex<EncState>,
+    dec: Mutex<lru::LruCache<Vec<u8>, DecEntry>>,
+    fresh_slots: Semaphore,
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("provider", &self.provider)
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+// A poisoned lock only means another thread panicked mid-update of plain cache data; the
+// data is still a valid cache (worst case a stale entry), so keep going rather than panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl KeyCache {
+    /// Wraps `provider` with the given limits.
+    pub fn new(provider: Arc<dyn KeyProvider>, cfg: CacheConfig) -> Self {
+        let cap = NonZeroUsize::new(cfg.decrypt_capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        KeyCache {
+            provider,
+            fresh_slots: Semaphore::new(cfg.max_in_flight.max(1)),
+            enc: Mutex::new(EncState {
+                current: None,
+                inflight: None,
+            }),
+            dec: Mutex::new(lru::LruCache::new(cap)),
+            cfg,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
+    /// The wrapped provider.
+    pub fn provider(&self) -> &Arc<dyn KeyProvider> {
+        &self.provider
+    }
+
+    /// A data key for one message: reused up to `max_messages` times within `max_age`.
+    pub async fn sealing_key(&self) -> Result<Arc<SealingKey>, KeyError> {
+        let max = self.cfg.max_messages.max(1);
+        if max == 1 {
+            // A fresh key per message: no sharing to do, only bound the calls in flight.
+            let _permit = self
+                .fresh_slots
+                .acquire()
+                .await
+                .map_err(|_| KeyError::Config("key cache closed".into()))?;
+            let k = Arc::new(SealingKey::new(self.provider.generate_data_key().await?));
+            k.uses.store(1, Ordering::Release);
+            return Ok(k);
+        }
+        loop {
+            let cell = {
+                let mut st = lock(&self.enc);
+                if let Some(k) = &st.current {
+                    if k.created.elapsed() < self.cfg.max_age && k.try_take(max) {
+                        return Ok(k.clone());
+                    }
+                }
+                st.inflight
+                    .get_or_insert_with(|| Arc::new(OnceCell::new()))
+                    .clone()
+            };
+            let res = cell
+                .get_or_init(|| async {
+                    self.provider
+                        .generate_data_key()
+                        .await
+                        .map(|dk| Arc::new(SealingKey::new(dk)))
+                })
+                .await
+                .clone();
+            {
+                let mut st = lock(&self.enc);
+                if st.inflight.as_ref().is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                    st.inflight = None;
+                    if let Ok(k) = &res {
+                        st.current = Some(k.clone());
+                    }
+                }
+            }
+            let k = res?;
+            if k.try_take(max) {
+                return Ok(k);
+            }
+            // Everyone who waited on that flight used it up; go round for a new key.
+        }
+    }
+
+    /// The data key inside `blob`: unwrapped once, then served from the LRU within `max_age`.
+    pub async fn opening_key(&self, blob: &[u8]) -> Result<Arc<OpeningKey>, KeyError> {
+        let cell = {
+            let mut dec = lock(&self.dec);
+            match dec.get(blob) {
+                Some(e) if e.created.elapsed() < self.cfg.max_age => e.cell.clone(),
+                _ => {
+                    let cell: Flight<OpeningKey> = Arc::new(OnceCell::new());
+                    dec.put(
+                        blob.to_vec(),
+                        DecEntry {
+                            created: Instant::now(),
+                            cell: cell.clone(),
+                        },
+                    );
+                    cell
+                }
+            }
+        };
+        let res = cell
+            .get_or_init(|| async {
+                match self.provider.decrypt_data_key(blob).await {
+                    Ok(Some(k)) => Ok(Arc::new(OpeningKey::new(k))),
+                    Ok(None) => Err(KeyError::Unrecognised),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .clone();
+        if res.is_err() {
+            // Forget failures so a later call (after a fix or a transient fault) retries.
+            let mut dec = lock(&self.dec);
+            if dec.peek(blob).is_some_and(|e| Arc::ptr_eq(&e.cell, &cell)) {
+                dec.pop(blob);
+            }
+        }
+        res
+    }
+}
+
+/// A provider wrapper that counts calls — a test and diagnostics aid.
+#[derive(Debug)]
+pub struct CountingProvider<P> {
+    inner: P,
+    /// `generate_data_key` calls so far.
+    pub generated: AtomicUsize,
+    /// `decrypt_data_key` calls so far.
+    pub decrypted: AtomicUsize,
+}
+
+impl<P> CountingProvider<P> {
+    /// Wraps `inner`.
+    pub fn new(inner: P) -> Self {
+        CountingProvider {
+            inner,
+            generated: AtomicUsize::new(0),
+            decrypted: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<P: KeyProvider> KeyProvider for CountingProvider<P> {
+    async fn generate_data_key(&self) -> Result<crate::secret::DataKey, KeyError> {
+        self.generated.fetch_add(1, Ordering::SeqCst);
+        self.inner.generate_data_key().await
+    }
+    async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
+        self.decrypted.fetch_add(1, Ordering::SeqCst);
+        self.inner.decrypt_data_key(blob).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::LocalProvider;
+
+    /// A provider that sleeps, so concurrent callers overlap for real.
+    #[derive(Debug)]
+    struct Slow(LocalProvider, AtomicUsize, AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl KeyProvider for Slow {
+        async fn generate_data_key(&self) -> Result<crate::secret::DataKey, KeyError> {
+            let now = self.1.fetch_add(1, Ordering::SeqCst) + 1;
+            self.2.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.1.fetch_sub(1, Ordering::SeqCst);
+            self.0.generate_data_key().await
+        }
+        async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.0.decrypt_data_key(blob).await
+        }
+    }
+
+    fn slow() -> Arc<CountingProvider<Slow>> {
+        Arc::new(CountingProvider::new(Slow(
+            LocalProvider::from_key(&SecretKey::from_bytes([3; 32]), "t"),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        )))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn single_flight_cold_cache_1500_calls_one_generate() {
+        let p = slow();
+        let cache = Arc::new(KeyCache::new(p.clone(), CacheConfig::default()));
+        let mut tasks = Vec::new();
+        for _ in 0..1500 {
+            let c = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                c.sealing_key().await.map(|k| k.blob_b64().clone())
+            }));
+        }
+        let mut blobs = std::collections::HashSet::new();
+        for t in tasks {
+            blobs.insert(t.await.unwrap().unwrap());
+        }
+        // 1500 messages at max_messages=1000 need two keys; the cold miss itself is one call.
+        assert_eq!(p.generated.load(Ordering::SeqCst), 2);
+        assert_eq!(blobs.len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn single_flight_under_limit_is_one_call() {
+        let p = slow();
+        let cache = Arc::new(KeyCache::new(
+            p.clone(),
+            CacheConfig {
+                max_messages: 5000,
+                ..Default::default()
+            },
+        ));
+        let tasks: Vec<_> = (0..1500)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.sealing_key().await.is_ok() })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(p.generated.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fresh_keys_respect_in_flight_bound() {
+        let p = slow();
+        let cfg = CacheConfig {
+            max_messages: 1,
+            max_in_flight: 4,
+            ..Default::default()
+        };
+        let cache = Arc::new(KeyCache::new(p.clone(), cfg));
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.sealing_key().await.map(|k| k.blob_b64().clone()) })
+            })
+            .collect();
+        let mut blobs = std::collections::HashSet::new();
+        for t in tasks {
+            blobs.insert(t.await.unwrap().unwrap());
+        }
+        assert_eq!(blobs.len(), 40);
+        assert_eq!(p.generated.load(Ordering::SeqCst), 40);
+        let peak = p.inner.2.load(Ordering::SeqCst);
+        assert!(peak <= 4 && peak >= 2, "peak in flight {peak}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decrypt_side_single_flight_and_lru() {
+        let p = slow();
+        let blob = p.generate_data_key().await.unwrap().blob;
+        let cache = Arc::new(KeyCache::new(p.clone(), CacheConfig::default()));
+        let tasks: Vec<_> = (0..500)
+            .map(|_| {
+                let c = cache.clone();
+                let b = blob.clone();
+                tokio::spawn(async move { c.opening_key(&b).await.is_ok() })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(p.decrypted.load(Ordering::SeqCst), 1);
+        cache.opening_key(&blob).await.unwrap();
+        assert_eq!(p.decrypted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn max_age_and_failures_are_not_cached() {
+        let p = slow();
+        let cfg = CacheConfig {
+            max_age: Duration::from_millis(0),
+            ..Default::default()
+        };
+        let cache = KeyCache::new(p.clone(), cfg);
+        cache.sealing_key().await.unwrap();
+        cache.sealing_key().await.unwrap();
+        assert_eq!(p.generated.load(Ordering::SeqCst), 2);
+        let bad = b"OSL1 not a real blob";
+        assert!(cache.opening_key(bad).await.is_err());
+        assert!(cache.opening_key(bad).await.is_err());
+        assert_eq!(p.decrypted.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,103 @@
+//! Errors of the document engine. Each names the JSON path involved and, where it helps,
+//! what to do. None carries key material or plaintext.
+
+use crate::provider::{ErrorClass, KeyError};
+use crate::suite::CryptoError;
+
+/// An error while encrypting or decrypting a document.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is not valid JSON (or not valid UTF-8).
+    #[error("input is not valid JSON: {0}")]
+    Json(String),
+    /// The document is JSON but not a payload kind oneseal knows.
+    #[error("{0}")]
+    UnknownPayload(String),
+    /// A value at a policy path (or on the way to it) has the wrong JSON type.
+    #[error("{path}: expected {expected}, found {found}")]
+    WrongType {
+        /// JSON path of the value.
+        path: String,
+        /// What the policy needs there.
+        expected: &'static str,
+        /// What the document has.
+        found: &'static str,
+    },
+    /// A value that must be base64 is not canonical standard base64.
+    #[error("{path}: not valid base64 (standard alphabet with '=' padding expected)")]
+    Base64 {
+        /// JSON path of the value.
+        path: String,
+    },
+    /// A value did not decrypt.
+    #[error("{path}: {source}")]
+    Crypto {
+        /// JSON path of the value.
+        path: String,
+        /// Why (coarse on purpose).
+        source: CryptoError,
+    },
+    /// A text field decrypted to bytes that are not UTF-8: the key or suite is wrong.
+    #[error("{path}: decrypted value is not UTF-8 text (wrong key, or the value was altered)")]
+    NotText {
+        /// JSON path of the value.
+        path: String,
+    },
+    /// A `sha256Hash` does not match the media bytes.
+    #[error("{path}: SHA-256 of the media bytes does not match this hash (the file was altered, or the hash is for another file)")]
+    HashMismatch {
+        /// JSON path of the hash.
+        path: String,
+    },
+    /// A `sha256Hash` is not 64 hex digits.
+    #[error("{path}: not a SHA-256 hash (64 hex digits expected)")]
+    BadHash {
+        /// JSON path of the hash.
+        path: String,
+    },
+    /// The key provider failed for this item.
+    #[error("{path}: {source}")]
+    Key {
+        /// JSON path of the `encryptionKey` (or the message being encrypted).
+        path: String,
+        /// The provider's error.
+        source: KeyError,
+    },
+    /// Encrypt was asked to encrypt something that already carries an `encryptionKey`.
+    #[error("{path}: already has an encryptionKey; is this document already encrypted? (decrypt it first, or remove the key)")]
+    AlreadyEncrypted {
+        /// JSON path of the `encryptionKey`.
+        path: String,
+    },
+}
+
+impl Error {
+    /// The error's class, for exit codes (DESIGN §5).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Json(_)
+            | Error::UnknownPayload(_)
+            | Error::WrongType { .. }
+            | Error::Base64 { .. }
+            | Error::BadHash { .. }
+            | Error::AlreadyEncrypted { .. } => ErrorClass::Input,
+            Error::Crypto { .. } | Error::NotText { .. } | Error::HashMismatch { .. } => {
+                ErrorClass::Crypto
+            }
+            Error::Key { source, .. } => source.class(),
+        }
+    }
+}
+
+pub(crate) fn type_name(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value::*;
+    match v {
+        Null => "null",
+        Bool(_) => "a boolean",
+        Number(_) => "a number",
+        String(_) => "a string",
+        Array(_) => "an array",
+        Object(_) => "an object",
+    }
+}

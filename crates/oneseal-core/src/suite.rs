@@ -1,0 +1,370 @@
+//! The two content suites of DESIGN §3, for field values and in-memory bytes.
+//!
+//! | suite | bytes                                   |
+//! |-------|-----------------------------------------|
+//! | `gcm` | nonce(12) ‖ AES-256-GCM ciphertext ‖ tag(16), no AAD |
+//! | `cbc` | iv(16) ‖ AES-256-CBC ciphertext, PKCS#7 padded       |
+//!
+//! Every seal draws a fresh nonce/IV from the OS RNG. A [`FieldCipher`] expands the AES key
+//! schedule once per data key, so sealing a field costs one RNG read and the cipher itself.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
+use aes::Aes256;
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use rand_core::RngCore;
+
+use crate::secret::SecretKey;
+
+/// GCM nonce length.
+pub const GCM_NONCE_LEN: usize = 12;
+/// GCM tag length.
+pub const GCM_TAG_LEN: usize = 16;
+/// CBC IV / block length.
+pub const CBC_IV_LEN: usize = 16;
+
+/// Which suite encrypts new values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Suite {
+    /// AES-256-GCM, authenticated (the default).
+    #[default]
+    Gcm,
+    /// AES-256-CBC with PKCS#7, unauthenticated; the format of the One API reference samples.
+    Cbc,
+}
+
+impl Suite {
+    /// The suite's name as used on the command line and in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Gcm => "gcm",
+            Suite::Cbc => "cbc",
+        }
+    }
+
+    /// Ciphertext length for a plaintext of `n` bytes.
+    pub fn sealed_len(self, n: usize) -> usize {
+        match self {
+            Suite::Gcm => GCM_NONCE_LEN + n + GCM_TAG_LEN,
+            Suite::Cbc => CBC_IV_LEN + (n / 16 + 1) * 16,
+        }
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Suite {
+    type Err = UnknownSuite;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "gcm" => Ok(Suite::Gcm),
+            "cbc" => Ok(Suite::Cbc),
+            _ => Err(UnknownSuite(s.to_string())),
+        }
+    }
+}
+
+/// Which suite(s) decryption accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DecryptSuite {
+    /// Try GCM (authenticated), fall back to CBC when GCM fails and the length fits.
+    #[default]
+    Auto,
+    /// GCM only.
+    Gcm,
+    /// CBC only.
+    Cbc,
+}
+
+impl From<Suite> for DecryptSuite {
+    fn from(s: Suite) -> Self {
+        match s {
+            Suite::Gcm => DecryptSuite::Gcm,
+            Suite::Cbc => DecryptSuite::Cbc,
+        }
+    }
+}
+
+impl FromStr for DecryptSuite {
+    type Err = UnknownSuite;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(DecryptSuite::Auto);
+        }
+        Suite::from_str(s).map(DecryptSuite::from)
+    }
+}
+
+impl fmt::Display for DecryptSuite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DecryptSuite::Auto => "auto",
+            DecryptSuite::Gcm => "gcm",
+            DecryptSuite::Cbc => "cbc",
+        })
+    }
+}
+
+/// A suite name that is not `gcm`, `cbc` (or `auto` for decryption).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown suite {0:?}: use gcm or cbc (or auto when decrypting)")]
+pub struct UnknownSuite(pub String);
+
+/// Why a ciphertext did not open. Deliberately coarse: it never says which byte was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// Too short or of a length the suite cannot produce.
+    #[error(
+        "ciphertext has a length the suite cannot produce (truncated or not oneseal ciphertext)"
+    )]
+    BadLength,
+    /// The GCM tag did not verify: wrong key, or the value was altered.
+    #[error("authentication failed (wrong key, or the ciphertext was altered)")]
+    Authentication,
+    /// CBC padding was invalid: wrong key, or the value was altered.
+    #[error("decryption failed: bad padding (wrong key, or the ciphertext was altered)")]
+    Padding,
+    /// The OS random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+}
+
+/// An AES-256 data key with its key schedules expanded once, for GCM and CBC.
+#[derive(Clone)]
+pub struct FieldCipher {
+    gcm: Aes256Gcm,
+    block: Aes256,
+}
+
+impl fmt::Debug for FieldCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FieldCipher(<redacted>)")
+    }
+}
+
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
+    rand_core::OsRng
+        .try_fill_bytes(buf)
+        .map_err(|_| CryptoError::Rng)
+}
+
+impl FieldCipher {
+    /// Expands `key` for both suites.
+    pub fn new(key: &SecretKey) -> Self {
+        FieldCipher {
+            gcm: Aes256Gcm::new(key.expose().into()),
+            block: Aes256::new(key.expose().into()),
+        }
+    }
+
+    /// Encrypts `plaintext` under a fresh nonce/IV; returns the suite's byte layout.
+    pub fn seal(&self, suite: Suite, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(suite.sealed_len(plaintext.len()));
+        self.seal_into(suite, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`seal`](Self::seal) but appends to `out`.
+    pub fn seal_into(
+        &self,
+        suite: Suite,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let start = out.len();
+        match suite {
+            Suite::Gcm => {
+                let mut nonce = [0u8; GCM_NONCE_LEN];
+                fill_random(&mut nonce)?;
+                out.extend_from_slice(&nonce);
+                out.extend_from_slice(plaintext);
+                let body = &mut out[start + GCM_NONCE_LEN..];
+                let tag = self
+                    .gcm
+                    .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", body)
+                    // aes-gcm only fails for plaintexts over 64 GiB, which no field or inline media is.
+                    .map_err(|_| CryptoError::BadLength)?;
+                out.extend_from_slice(&tag);
+            }
+            Suite::Cbc => {
+                let mut iv = [0u8; CBC_IV_LEN];
+                fill_random(&mut iv)?;
+                out.extend_from_slice(&iv);
+                let pt_len = plaintext.len();
+                out.extend_from_slice(plaintext);
+                out.resize(start + suite.sealed_len(pt_len), 0);
+                let enc = cbc::Encryptor::<Aes256>::inner_iv_init(self.block.clone(), (&iv).into());
+                enc.encrypt_padded_mut::<Pkcs7>(&mut out[start + CBC_IV_LEN..], pt_len)
+                    // The buffer was sized to exactly the padded length just above.
+                    .map_err(|_| CryptoError::BadLength)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Known-answer tests only: seals with a caller-chosen nonce (12 bytes, gcm) or IV
+    /// (16 bytes, cbc). Reusing a nonce under one key destroys GCM's security; production
+    /// code must use [`seal`](Self::seal).
+    #[doc(hidden)]
+    pub fn seal_with_nonce_for_tests(
+        &self,
+        suite: Suite,
+        nonce: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let mut out = nonce.to_vec();
+        match suite {
+            Suite::Gcm if nonce.len() == GCM_NONCE_LEN => {
+                out.extend_from_slice(plaintext);
+                let tag = self
+                    .gcm
+                    .encrypt_in_place_detached(
+                        Nonce::from_slice(nonce),
+                        b"",
+                        &mut out[GCM_NONCE_LEN..],
+                    )
+                    .map_err(|_| CryptoError::BadLength)?;
+                out.extend_from_slice(&tag);
+            }
+            Suite::Cbc if nonce.len() == CBC_IV_LEN => {
+                let enc = cbc::Encryptor::<Aes256>::inner_iv_init(self.block.clone(), nonce.into());
+                out.extend_from_slice(&enc.encrypt_padded_vec_mut::<Pkcs7>(plaintext));
+            }
+            _ => return Err(CryptoError::BadLength),
+        }
+        Ok(out)
+    }
+
+    /// Decrypts a value sealed by either suite, as `suite` allows.
+    pub fn open(&self, suite: DecryptSuite, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match suite {
+            DecryptSuite::Gcm => self.open_gcm(data),
+            DecryptSuite::Cbc => self.open_cbc(data),
+            DecryptSuite::Auto => match self.open_gcm(data) {
+                Ok(p) => Ok(p),
+                Err(gcm_err) if cbc_len_fits(data.len()) => self.open_cbc(data).map_err(|_| {
+                    // Neither suite opened it; report the authenticated suite's verdict.
+                    gcm_err
+                }),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    fn open_gcm(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if data.len() < GCM_NONCE_LEN + GCM_TAG_LEN {
+            return Err(CryptoError::BadLength);
+        }
+        let (nonce, rest) = data.split_at(GCM_NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - GCM_TAG_LEN);
+        let mut buf = ct.to_vec();
+        self.gcm
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                b"",
+                &mut buf,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| CryptoError::Authentication)?;
+        Ok(buf)
+    }
+
+    fn open_cbc(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if !cbc_len_fits(data.len()) {
+            return Err(CryptoError::BadLength);
+        }
+        let (iv, ct) = data.split_at(CBC_IV_LEN);
+        let mut buf = ct.to_vec();
+        let dec = cbc::Decryptor::<Aes256>::inner_iv_init(self.block.clone(), iv.into());
+        let n = dec
+            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .map_err(|_| CryptoError::Padding)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+/// Whether `len` is a possible CBC ciphertext length: IV plus at least one whole block.
+pub fn cbc_len_fits(len: usize) -> bool {
+    len >= CBC_IV_LEN + 16 && (len - CBC_IV_LEN) % 16 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cipher() -> FieldCipher {
+        FieldCipher::new(&SecretKey::from_bytes([9; 32]))
+    }
+
+    #[test]
+    fn lengths_match_design() {
+        let c = cipher();
+        for n in [0usize, 1, 4, 5, 15, 16, 17, 31, 32, 100] {
+            let pt = vec![b'x'; n];
+            assert_eq!(c.seal(Suite::Gcm, &pt).unwrap().len(), n + 28);
+            let cbc = c.seal(Suite::Cbc, &pt).unwrap().len();
+            assert_eq!(cbc, 16 + (n / 16 + 1) * 16);
+            assert_eq!(cbc, Suite::Cbc.sealed_len(n));
+        }
+        // The reference's samples: 4-5 byte plaintexts -> 32 bytes, 16-17 -> 48.
+        assert_eq!(Suite::Cbc.sealed_len(5), 32);
+        assert_eq!(Suite::Cbc.sealed_len(16), 48);
+    }
+
+    #[test]
+    fn round_trip_and_auto() {
+        let c = cipher();
+        for suite in [Suite::Gcm, Suite::Cbc] {
+            let ct = c.seal(suite, b"hello").unwrap();
+            assert_eq!(c.open(suite.into(), &ct).unwrap(), b"hello");
+            assert_eq!(c.open(DecryptSuite::Auto, &ct).unwrap(), b"hello");
+        }
+    }
+
+    #[test]
+    fn fresh_nonce_each_time() {
+        let c = cipher();
+        assert_ne!(
+            c.seal(Suite::Gcm, b"a").unwrap(),
+            c.seal(Suite::Gcm, b"a").unwrap()
+        );
+        assert_ne!(
+            c.seal(Suite::Cbc, b"a").unwrap(),
+            c.seal(Suite::Cbc, b"a").unwrap()
+        );
+    }
+
+    #[test]
+    fn tamper_and_truncation_fail() {
+        let c = cipher();
+        let mut ct = c.seal(Suite::Gcm, b"hello world").unwrap();
+        ct[14] ^= 1;
+        assert_eq!(
+            c.open(DecryptSuite::Gcm, &ct),
+            Err(CryptoError::Authentication)
+        );
+        assert_eq!(
+            c.open(DecryptSuite::Gcm, &ct[..10]),
+            Err(CryptoError::BadLength)
+        );
+        assert_eq!(
+            c.open(DecryptSuite::Cbc, &ct[..31]),
+            Err(CryptoError::BadLength)
+        );
+        let other = FieldCipher::new(&SecretKey::from_bytes([1; 32]));
+        let ct = c.seal(Suite::Gcm, b"x").unwrap();
+        assert!(other.open(DecryptSuite::Auto, &ct).is_err());
+    }
+}

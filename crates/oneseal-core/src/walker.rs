@@ -1,0 +1,992 @@
+//! The document engine: detects the payload kind and applies the [`Policy`] to every
+//! message or callback item, with data keys from a [`KeyCache`].
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::b64;
+use crate::cache::{KeyCache, OpeningKey, SealingKey};
+use crate::error::{type_name, Error};
+use crate::policy::{FieldPath, InlineMedia, KindPolicy, Policy, Segment};
+use crate::suite::{DecryptSuite, FieldCipher, Suite};
+
+/// The member that carries the wrapped data key.
+pub const ENCRYPTION_KEY: &str = "encryptionKey";
+
+/// The four payload kinds of DESIGN §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PayloadKind {
+    /// One API request: `{"messages":[...]}`, keys per message.
+    OneRequest,
+    /// Legacy `/wa/messages` request: one top-level `encryptionKey`.
+    LegacyRequest,
+    /// One API callback: `{"event":{"<type>":[...]}}`, keys per item.
+    OneCallback,
+    /// Legacy flat callback with `integrationId`.
+    LegacyCallback,
+}
+
+impl PayloadKind {
+    /// A short human name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadKind::OneRequest => "One API request",
+            PayloadKind::LegacyRequest => "legacy request",
+            PayloadKind::OneCallback => "One API callback",
+            PayloadKind::LegacyCallback => "legacy callback",
+        }
+    }
+}
+
+/// Which API family to assume (`--api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Api {
+    /// Detect from the document.
+    #[default]
+    Auto,
+    /// One API.
+    One,
+    /// Legacy `/wa/messages` API.
+    Legacy,
+}
+
+impl FromStr for Api {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Api::Auto),
+            "one" => Ok(Api::One),
+            "legacy" => Ok(Api::Legacy),
+            _ => Err(format!("unknown API {s:?}: use auto, one or legacy")),
+        }
+    }
+}
+
+const ONE_API_MARKERS: &[&str] = &["channel", "media", "template", "location", "contacts"];
+
+/// Works out the payload kind of a parsed document.
+pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
+    let Value::Object(top) = doc else {
+        return Err(Error::UnknownPayload(format!(
+            "not a WhatsApp payload: the top level is {}, expected an object with \"messages\" (request) or \"event\"/\"integrationId\" (callback)",
+            type_name(doc)
+        )));
+    };
+    if let Some(msgs) = top.get("messages") {
+        let Value::Array(msgs) = msgs else {
+            return Err(Error::WrongType {
+                path: "messages".into(),
+                expected: "an array",
+                found: type_name(msgs),
+            });
+        };
+        return Ok(match api {
+            Api::One => PayloadKind::OneRequest,
+            Api::Legacy => PayloadKind::LegacyRequest,
+            Api::Auto => {
+                let one = msgs.iter().any(|m| {
+                    m.as_object()
+                        .is_some_and(|m| ONE_API_MARKERS.iter().any(|k| m.contains_key(*k)))
+                });
+                if one && !top.contains_key(ENCRYPTION_KEY) {
+                    PayloadKind::OneRequest
+                } else {
+                    PayloadKind::LegacyRequest
+                }
+            }
+        });
+    }
+    if let Some(ev) = top.get("event") {
+        if !ev.is_object() {
+            return Err(Error::WrongType {
+                path: "event".into(),
+                expected: "an object of event arrays",
+                found: type_name(ev),
+            });
+        }
+        if api == Api::Legacy {
+            return Err(Error::UnknownPayload(
+                "--api legacy, but this is a One API callback (it has \"event\"): drop --api or use --api one".into(),
+            ));
+        }
+        return Ok(PayloadKind::OneCallback);
+    }
+    if top.contains_key("integrationId") {
+        if api == Api::One {
+            return Err(Error::UnknownPayload(
+                "--api one, but this is a legacy callback (\"integrationId\" and no \"event\"): drop --api or use --api legacy".into(),
+            ));
+        }
+        return Ok(PayloadKind::LegacyCallback);
+    }
+    Err(Error::UnknownPayload(
+        "not a WhatsApp payload: expected \"messages\" (request), \"event\" (One API callback) or \"integrationId\" (legacy callback) at the top level".into(),
+    ))
+}
+
+/// What a decrypt run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The detected (or forced) payload kind.
+    pub kind: Option<PayloadKind>,
+    /// Messages or callback items processed.
+    pub items: usize,
+    /// Items left untouched (no `encryptionKey`, or a plain event type).
+    pub skipped: usize,
+    /// With `keep_going`: items that failed and were left as they were.
+    pub failures: Vec<Error>,
+}
+
+/// Options for [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Suite for new ciphertext.
+    pub suite: Suite,
+    /// Suite(s) accepted when decrypting.
+    pub decrypt_suite: DecryptSuite,
+    /// Payload family override.
+    pub api: Api,
+    /// On decrypt, leave failing items as they were and carry on.
+    pub keep_going: bool,
+}
+
+/// Encrypts and decrypts documents. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    cache: Arc<KeyCache>,
+    policy: Arc<Policy>,
+    opts: EngineOptions,
+    overlap_guard: bool,
+}
+
+fn push_key(path: &mut String, k: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(k);
+}
+
+fn push_index(path: &mut String, i: usize) {
+    // Writing to a String cannot fail.
+    let _ = write!(path, "[{i}]");
+}
+
+/// Visits each string leaf that `segs` selects below `v`, calling `f(leaf, path)`.
+/// `null` leaves and missing members are skipped; any other type mismatch is an error.
+fn walk<F>(v: &mut Value, segs: &[Segment], path: &mut String, f: &mut F) -> Result<(), Error>
+where
+    F: FnMut(&mut Value, &str) -> Result<(), Error>,
+{
+    let Some((seg, rest)) = segs.split_first() else {
+        return match v {
+            Value::Null => Ok(()),
+            Value::String(_) => f(v, path),
+            other => Err(Error::WrongType {
+                path: path.clone(),
+                expected: "a string",
+                found: type_name(other),
+            }),
+        };
+    };
+    let len = path.len();
+    match (seg, v) {
+        (_, Value::Null) => Ok(()),
+        (Segment::Key(k), Value::Object(m)) => {
+            if let Some(child) = m.get_mut(k) {
+                push_key(path, k);
+                walk(child, rest, path, f)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        (Segment::AnyKey, Value::Object(m)) => {
+            for (k, child) in m.iter_mut() {
+                push_key(path, k);
+                walk(child, rest, path, f)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        (Segment::AnyIndex, Value::Array(a)) => {
+            for (i, child) in a.iter_mut().enumerate() {
+                push_index(path, i);
+                walk(child, rest, path, f)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        (Segment::Deep, v) => deep(v, path, f),
+        (seg, other) => Err(Error::WrongType {
+            path: path.clone(),
+            expected: match seg {
+                Segment::AnyIndex => "an array",
+                _ => "an object",
+            },
+            found: type_name(other),
+        }),
+    }
+}
+
+fn deep<F>(v: &mut Value, path: &mut String, f: &mut F) -> Result<(), Error>
+where
+    F: FnMut(&mut Value, &str) -> Result<(), Error>,
+{
+    let len = path.len();
+    match v {
+        Value::Null => Ok(()),
+        Value::String(_) => f(v, path),
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                push_key(path, k);
+                deep(child, path, f)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter_mut().enumerate() {
+                push_index(path, i);
+                deep(child, path, f)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        other => Err(Error::WrongType {
+            path: path.clone(),
+            expected: "a string",
+            found: type_name(other),
+        }),
+    }
+}
+
+fn get<'a>(m: &'a Map<String, Value>, p: &FieldPath) -> Option<&'a Value> {
+    let keys = p.plain_keys()?;
+    let (first, rest) = keys.split_first()?;
+    let mut v = m.get(*first)?;
+    for k in rest {
+        v = v.as_object()?.get(*k)?;
+    }
+    Some(v)
+}
+
+/// The object that holds the last key of `p`, and that key.
+fn parent_mut<'a, 'p>(
+    m: &'a mut Map<String, Value>,
+    p: &'p FieldPath,
+) -> Option<(&'a mut Map<String, Value>, &'p str)> {
+    let keys = p.plain_keys()?;
+    let (last, init) = keys.split_last()?;
+    let mut cur = m;
+    for k in init {
+        cur = cur.get_mut(*k)?.as_object_mut()?;
+    }
+    Some((cur, *last))
+}
+
+fn sub_path(base: &str, p: &FieldPath) -> String {
+    let mut s = base.to_string();
+    push_key(&mut s, &p.to_string());
+    s
+}
+
+/// Whether `m` carries inline media under `im`: a non-null content type and a content value.
+fn inline_media_applies(m: &Map<String, Value>, im: &InlineMedia) -> bool {
+    matches!(get(m, &im.content_type), Some(v) if !v.is_null())
+        && matches!(get(m, &im.content), Some(v) if !v.is_null())
+}
+
+fn check_hash_value(v: &Value, path: &str) -> Result<Option<[u8; 32]>, Error> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(s.trim(), &mut out).map_err(|_| Error::BadHash {
+                path: path.to_string(),
+            })?;
+            Ok(Some(out))
+        }
+        other => Err(Error::WrongType {
+            path: path.to_string(),
+            expected: "a hex string",
+            found: type_name(other),
+        }),
+    }
+}
+
+fn seal_text(
+    cipher: &FieldCipher,
+    suite: Suite,
+    v: &mut Value,
+    path: &str,
+    scratch: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let Value::String(s) = v else { return Ok(()) };
+    scratch.clear();
+    cipher
+        .seal_into(suite, s.as_bytes(), scratch)
+        .map_err(|source| Error::Crypto {
+            path: path.to_string(),
+            source,
+        })?;
+    s.clear();
+    b64::encode_into(scratch, s);
+    Ok(())
+}
+
+fn open_text(
+    cipher: &FieldCipher,
+    suite: DecryptSuite,
+    v: &mut Value,
+    path: &str,
+) -> Result<(), Error> {
+    let Value::String(s) = v else { return Ok(()) };
+    let ct = b64::decode(s).map_err(|_| Error::Base64 {
+        path: path.to_string(),
+    })?;
+    let pt = cipher.open(suite, &ct).map_err(|source| Error::Crypto {
+        path: path.to_string(),
+        source,
+    })?;
+    *s = String::from_utf8(pt).map_err(|_| Error::NotText {
+        path: path.to_string(),
+    })?;
+    Ok(())
+}
+
+impl Engine {
+    /// An engine over `cache` with the given policy and options.
+    pub fn new(cache: Arc<KeyCache>, policy: Policy, opts: EngineOptions) -> Self {
+        let defaults = Policy::default();
+        // Extra user paths may overlap built-in ones; then guard against sealing a leaf twice.
+        let overlap_guard = policy.one_request.fields.len() != defaults.one_request.fields.len()
+            || policy.legacy_request.fields.len() != defaults.legacy_request.fields.len()
+            || policy.one_callback.fields.len() != defaults.one_callback.fields.len();
+        Engine {
+            cache,
+            policy: Arc::new(policy),
+            opts,
+            overlap_guard,
+        }
+    }
+
+    /// The key cache in use.
+    pub fn cache(&self) -> &Arc<KeyCache> {
+        &self.cache
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Parses, encrypts and serializes a document.
+    pub async fn encrypt_slice(&self, input: &[u8], pretty: bool) -> Result<Vec<u8>, Error> {
+        let mut doc = parse(input)?;
+        self.encrypt_document(&mut doc).await?;
+        serialize(&doc, pretty)
+    }
+
+    /// Parses, decrypts and serializes a document.
+    pub async fn decrypt_slice(
+        &self,
+        input: &[u8],
+        pretty: bool,
+    ) -> Result<(Vec<u8>, Report), Error> {
+        let mut doc = parse(input)?;
+        let report = self.decrypt_document(&mut doc).await?;
+        Ok((serialize(&doc, pretty)?, report))
+    }
+
+    /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey` (DESIGN §4).
+    pub async fn encrypt_document(&self, doc: &mut Value) -> Result<PayloadKind, Error> {
+        let kind = detect(doc, self.opts.api)?;
+        let Value::Object(top) = doc else {
+            return Err(Error::UnknownPayload("top level is not an object".into()));
+        };
+        let mut path = String::new();
+        match kind {
+            PayloadKind::OneRequest => {
+                let msgs = messages_mut(top)?;
+                for (i, m) in msgs.iter_mut().enumerate() {
+                    path.clear();
+                    path.push_str("messages");
+                    push_index(&mut path, i);
+                    let m = as_object_mut(m, &path)?;
+                    refuse_existing_key(m, &path)?;
+                    let key = self.sealing_key(&path).await?;
+                    self.seal_item(m, &self.policy.one_request, &key, &mut path)?;
+                    set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
+                }
+            }
+            PayloadKind::LegacyRequest => {
+                refuse_existing_key(top, "")?;
+                let mut key = None;
+                let n = messages_mut(top)?.len();
+                for i in 0..n {
+                    path.clear();
+                    path.push_str("messages");
+                    push_index(&mut path, i);
+                    let msgs = messages_mut(top)?;
+                    let m = as_object_mut(&mut msgs[i], &path)?;
+                    refuse_existing_key(m, &path)?;
+                    if key.is_none() {
+                        key = Some(self.sealing_key(&path).await?);
+                    }
+                    if let Some(k) = &key {
+                        self.seal_item(m, &self.policy.legacy_request, k, &mut path)?;
+                    }
+                }
+                if let Some(k) = key {
+                    set_member(top, ENCRYPTION_KEY, Value::String(k.blob_b64().to_string()));
+                }
+            }
+            PayloadKind::OneCallback => {
+                let events = events_mut(top)?;
+                for (ty, items) in events.iter_mut() {
+                    if self.policy.plain_events.iter().any(|e| e == ty) {
+                        continue;
+                    }
+                    path.clear();
+                    path.push_str("event.");
+                    path.push_str(ty);
+                    let Value::Array(items) = items else {
+                        return Err(Error::WrongType {
+                            path,
+                            expected: "an array of items",
+                            found: type_name(items),
+                        });
+                    };
+                    let base = path.len();
+                    for (i, item) in items.iter_mut().enumerate() {
+                        path.truncate(base);
+                        push_index(&mut path, i);
+                        let m = as_object_mut(item, &path)?;
+                        refuse_existing_key(m, &path)?;
+                        let key = self.sealing_key(&path).await?;
+                        self.seal_item(m, &self.policy.one_callback, &key, &mut path)?;
+                        set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
+                    }
+                }
+            }
+            PayloadKind::LegacyCallback => {
+                refuse_existing_key(top, "")?;
+                let key = self.sealing_key("").await?;
+                self.seal_item(top, &self.policy.legacy_callback, &key, &mut path)?;
+                set_member(
+                    top,
+                    ENCRYPTION_KEY,
+                    Value::String(key.blob_b64().to_string()),
+                );
+            }
+        }
+        Ok(kind)
+    }
+
+    /// Decrypts every item that carries an `encryptionKey`, removing the keys it used.
+    pub async fn decrypt_document(&self, doc: &mut Value) -> Result<Report, Error> {
+        let kind = detect(doc, self.opts.api)?;
+        let mut report = Report {
+            kind: Some(kind),
+            ..Report::default()
+        };
+        let Value::Object(top) = doc else {
+            return Err(Error::UnknownPayload("top level is not an object".into()));
+        };
+        let mut path = String::new();
+        match kind {
+            PayloadKind::OneRequest | PayloadKind::LegacyRequest => {
+                let policy = if kind == PayloadKind::OneRequest {
+                    &self.policy.one_request
+                } else {
+                    &self.policy.legacy_request
+                };
+                let top_key = match top.get(ENCRYPTION_KEY) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Null) | None => None,
+                    Some(other) => {
+                        return Err(Error::WrongType {
+                            path: ENCRYPTION_KEY.into(),
+                            expected: "a base64 string",
+                            found: type_name(other),
+                        })
+                    }
+                };
+                let mut used_top = false;
+                let n = messages_mut(top)?.len();
+                for i in 0..n {
+                    path.clear();
+                    path.push_str("messages");
+                    push_index(&mut path, i);
+                    let msgs = messages_mut(top)?;
+                    let m = as_object_mut(&mut msgs[i], &path)?;
+                    let own = item_key(m, &path)?;
+                    let Some((blob, from_top)) = own
+                        .map(|k| (k, false))
+                        .or_else(|| top_key.clone().map(|k| (k, true)))
+                    else {
+                        report.skipped += 1;
+                        continue;
+                    };
+                    let key_path = if from_top {
+                        ENCRYPTION_KEY.to_string()
+                    } else {
+                        sub_key_path(&path)
+                    };
+                    let res = self
+                        .open_guarded(
+                            m,
+                            policy,
+                            &blob,
+                            &key_path,
+                            &mut path,
+                            !from_top,
+                            KeyPlacement::Remove,
+                        )
+                        .await;
+                    match res {
+                        Ok(()) => {
+                            report.items += 1;
+                            used_top |= from_top;
+                        }
+                        Err(e) if self.opts.keep_going => report.failures.push(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if used_top {
+                    top.shift_remove(ENCRYPTION_KEY);
+                }
+            }
+            PayloadKind::OneCallback => {
+                let events = events_mut(top)?;
+                for (ty, items) in events.iter_mut() {
+                    path.clear();
+                    path.push_str("event.");
+                    path.push_str(ty);
+                    let Value::Array(items) = items else {
+                        return Err(Error::WrongType {
+                            path,
+                            expected: "an array of items",
+                            found: type_name(items),
+                        });
+                    };
+                    let base = path.len();
+                    for (i, item) in items.iter_mut().enumerate() {
+                        path.truncate(base);
+                        push_index(&mut path, i);
+                        let m = as_object_mut(item, &path)?;
+                        let Some(blob) = item_key(m, &path)? else {
+                            report.skipped += 1;
+                            continue;
+                        };
+                        let key_path = sub_key_path(&path);
+                        let res = self
+                            .open_guarded(
+                                m,
+                                &self.policy.one_callback,
+                                &blob,
+                                &key_path,
+                                &mut path,
+                                true,
+                                KeyPlacement::Restore,
+                            )
+                            .await;
+                        match res {
+                            Ok(()) => report.items += 1,
+                            Err(e) if self.opts.keep_going => report.failures.push(e),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            PayloadKind::LegacyCallback => {
+                if let Some(blob) = item_key(top, "")? {
+                    let res = self
+                        .open_guarded(
+                            top,
+                            &self.policy.legacy_callback,
+                            &blob,
+                            ENCRYPTION_KEY,
+                            &mut path,
+                            true,
+                            KeyPlacement::Restore,
+                        )
+                        .await;
+                    match res {
+                        Ok(()) => report.items += 1,
+                        Err(e) if self.opts.keep_going => report.failures.push(e),
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    report.skipped += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn sealing_key(&self, path: &str) -> Result<Arc<SealingKey>, Error> {
+        self.cache.sealing_key().await.map_err(|source| Error::Key {
+            path: if path.is_empty() {
+                "(document)".into()
+            } else {
+                path.to_string()
+            },
+            source,
+        })
+    }
+
+    fn seal_item(
+        &self,
+        m: &mut Map<String, Value>,
+        kind: &KindPolicy,
+        key: &SealingKey,
+        path: &mut String,
+    ) -> Result<(), Error> {
+        let suite = self.opts.suite;
+        let cipher = key.cipher();
+        let media = kind
+            .inline_media
+            .as_ref()
+            .filter(|im| inline_media_applies(m, im));
+        let base = path.len();
+        let mut scratch = Vec::new();
+        let mut seen: HashSet<*const Value> = HashSet::new();
+        let guard = self.overlap_guard;
+        for field in &kind.fields {
+            if media.is_some_and(|im| &im.content == field) {
+                continue;
+            }
+            let mut obj = Value::Object(std::mem::take(m));
+            let res = walk(&mut obj, field.segments(), path, &mut |v, p| {
+                if guard && !seen.insert(v as *const Value) {
+                    return Ok(());
+                }
+                seal_text(cipher, suite, v, p, &mut scratch)
+            });
+            if let Value::Object(back) = obj {
+                *m = back;
+            }
+            path.truncate(base);
+            res?;
+        }
+        if let Some(im) = media {
+            self.seal_media(m, im, key, path)?;
+        }
+        Ok(())
+    }
+
+    fn seal_media(
+        &self,
+        m: &mut Map<String, Value>,
+        im: &InlineMedia,
+        key: &SealingKey,
+        path: &str,
+    ) -> Result<(), Error> {
+        let content_path = sub_path(path, &im.content);
+        let hash_path = sub_path(path, &im.hash);
+        let given = match get(m, &im.hash) {
+            Some(v) => check_hash_value(v, &hash_path)?,
+            None => None,
+        };
+        let Some((holder, ck)) = parent_mut(m, &im.content) else {
+            return Ok(());
+        };
+        let Some(v) = holder.get_mut(ck) else {
+            return Ok(());
+        };
+        let s = match v {
+            Value::String(s) => s,
+            other => {
+                return Err(Error::WrongType {
+                    path: content_path,
+                    expected: "a base64 string",
+                    found: type_name(other),
+                })
+            }
+        };
+        let bytes = b64::decode(s).map_err(|_| Error::Base64 {
+            path: content_path.clone(),
+        })?;
+        let (sealed, digest) = crate::stream::seal_with_hash(key.key(), self.opts.suite, &bytes)
+            .map_err(|source| Error::Crypto {
+                path: content_path.clone(),
+                source,
+            })?;
+        if given.is_some_and(|g| g != digest) {
+            return Err(Error::HashMismatch { path: hash_path });
+        }
+        s.clear();
+        b64::encode_into(&sealed, s);
+        if given.is_none() {
+            let Some((hh, hk)) = parent_mut(m, &im.hash) else {
+                return Err(Error::WrongType {
+                    path: hash_path,
+                    expected: "an object to hold sha256Hash",
+                    found: "something else",
+                });
+            };
+            set_member(hh, hk, Value::String(hex::encode(digest)));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn open_guarded(
+        &self,
+        m: &mut Map<String, Value>,
+        kind: &KindPolicy,
+        blob_b64: &str,
+        key_path: &str,
+        path: &mut String,
+        own_key: bool,
+        placement: KeyPlacement,
+    ) -> Result<(), Error> {
+        let blob = b64::decode(blob_b64).map_err(|_| Error::Base64 {
+            path: key_path.to_string(),
+        })?;
+        let key = self
+            .cache
+            .opening_key(&blob)
+            .await
+            .map_err(|source| Error::Key {
+                path: key_path.to_string(),
+                source,
+            })?;
+        if self.opts.keep_going {
+            // Work on a copy so a failure leaves the item exactly as it was.
+            let mut copy = m.clone();
+            self.open_item(&mut copy, kind, &key, path, own_key, placement)?;
+            *m = copy;
+            Ok(())
+        } else {
+            self.open_item(m, kind, &key, path, own_key, placement)
+        }
+    }
+
+    fn open_item(
+        &self,
+        m: &mut Map<String, Value>,
+        kind: &KindPolicy,
+        key: &OpeningKey,
+        path: &mut String,
+        own_key: bool,
+        placement: KeyPlacement,
+    ) -> Result<(), Error> {
+        let suite = self.opts.decrypt_suite;
+        let cipher = key.cipher();
+        let media = kind
+            .inline_media
+            .as_ref()
+            .filter(|im| inline_media_applies(m, im));
+        let base = path.len();
+        let mut seen: HashSet<*const Value> = HashSet::new();
+        let guard = self.overlap_guard;
+        // Reverse order mirrors encryption, so overlapping user paths still round-trip.
+        for field in kind.fields.iter().rev() {
+            if media.is_some_and(|im| &im.content == field) {
+                continue;
+            }
+            let mut obj = Value::Object(std::mem::take(m));
+            let res = walk(&mut obj, field.segments(), path, &mut |v, p| {
+                if guard && !seen.insert(v as *const Value) {
+                    return Ok(());
+                }
+                open_text(cipher, suite, v, p)
+            });
+            if let Value::Object(back) = obj {
+                *m = back;
+            }
+            path.truncate(base);
+            res?;
+        }
+        let mut verified_hash = false;
+        if let Some(im) = media {
+            verified_hash = self.open_media(m, im, cipher, path)?;
+        }
+        if own_key {
+            place_key_after_decrypt(m, placement);
+        }
+        if verified_hash {
+            // encrypt appended a hash that was absent; one that is still last was added then.
+            if let Some(im) = media {
+                if let Some((hh, hk)) = parent_mut(m, &im.hash) {
+                    if hh.keys().next_back().is_some_and(|k| k == hk) {
+                        hh.shift_remove(hk);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decrypts inline media; returns whether a hash was present and verified.
+    fn open_media(
+        &self,
+        m: &mut Map<String, Value>,
+        im: &InlineMedia,
+        cipher: &FieldCipher,
+        path: &str,
+    ) -> Result<bool, Error> {
+        let content_path = sub_path(path, &im.content);
+        let hash_path = sub_path(path, &im.hash);
+        let given = match get(m, &im.hash) {
+            Some(v) => check_hash_value(v, &hash_path)?,
+            None => None,
+        };
+        let Some((holder, ck)) = parent_mut(m, &im.content) else {
+            return Ok(false);
+        };
+        let Some(v) = holder.get_mut(ck) else {
+            return Ok(false);
+        };
+        let s = match v {
+            Value::String(s) => s,
+            other => {
+                return Err(Error::WrongType {
+                    path: content_path,
+                    expected: "a base64 string",
+                    found: type_name(other),
+                })
+            }
+        };
+        let ct = b64::decode(s).map_err(|_| Error::Base64 {
+            path: content_path.clone(),
+        })?;
+        let pt = cipher
+            .open(self.opts.decrypt_suite, &ct)
+            .map_err(|source| Error::Crypto {
+                path: content_path.clone(),
+                source,
+            })?;
+        if let Some(g) = given {
+            let d: [u8; 32] = Sha256::digest(&pt).into();
+            if !bool::from(subtle_eq(&d, &g)) {
+                return Err(Error::HashMismatch { path: hash_path });
+            }
+        }
+        s.clear();
+        b64::encode_into(&pt, s);
+        Ok(given.is_some())
+    }
+}
+
+fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    // Hashes are public values; a plain comparison is fine, but keep it branch-free anyway.
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyPlacement {
+    /// Requests: plain requests carry no key, so remove it.
+    Remove,
+    /// Callbacks: the platform's plain callbacks carry `"encryptionKey": null`. Encrypt
+    /// replaces an existing member in place and appends a missing one, so a key that is the
+    /// item's last member was appended (remove it) and any other is set back to null.
+    Restore,
+}
+
+fn place_key_after_decrypt(m: &mut Map<String, Value>, placement: KeyPlacement) {
+    let last = m.keys().next_back().is_some_and(|k| k == ENCRYPTION_KEY);
+    if placement == KeyPlacement::Remove || last {
+        m.shift_remove(ENCRYPTION_KEY);
+    } else if let Some(v) = m.get_mut(ENCRYPTION_KEY) {
+        *v = Value::Null;
+    }
+}
+
+fn sub_key_path(path: &str) -> String {
+    let mut s = path.to_string();
+    push_key(&mut s, ENCRYPTION_KEY);
+    s
+}
+
+/// Replaces `key` in place if present, else appends it.
+fn set_member(m: &mut Map<String, Value>, key: &str, v: Value) {
+    match m.get_mut(key) {
+        Some(slot) => *slot = v,
+        None => {
+            m.insert(key.to_string(), v);
+        }
+    }
+}
+
+fn refuse_existing_key(m: &Map<String, Value>, path: &str) -> Result<(), Error> {
+    match m.get(ENCRYPTION_KEY) {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => Err(Error::AlreadyEncrypted {
+            path: sub_key_path(path),
+        }),
+    }
+}
+
+fn item_key(m: &Map<String, Value>, path: &str) -> Result<Option<String>, Error> {
+    match m.get(ENCRYPTION_KEY) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(Error::WrongType {
+            path: sub_key_path(path),
+            expected: "a base64 string",
+            found: type_name(other),
+        }),
+    }
+}
+
+fn messages_mut(top: &mut Map<String, Value>) -> Result<&mut Vec<Value>, Error> {
+    match top.get_mut("messages") {
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(Error::WrongType {
+            path: "messages".into(),
+            expected: "an array",
+            found: type_name(other),
+        }),
+        None => Err(Error::UnknownPayload("no \"messages\" array".into())),
+    }
+}
+
+fn events_mut(top: &mut Map<String, Value>) -> Result<&mut Map<String, Value>, Error> {
+    match top.get_mut("event") {
+        Some(Value::Object(e)) => Ok(e),
+        Some(other) => Err(Error::WrongType {
+            path: "event".into(),
+            expected: "an object",
+            found: type_name(other),
+        }),
+        None => Err(Error::UnknownPayload("no \"event\" object".into())),
+    }
+}
+
+fn as_object_mut<'a>(v: &'a mut Value, path: &str) -> Result<&'a mut Map<String, Value>, Error> {
+    let found = type_name(v);
+    v.as_object_mut().ok_or_else(|| Error::WrongType {
+        path: path.to_string(),
+        expected: "an object",
+        found,
+    })
+}
+
+/// Parses a JSON document (UTF-8 required; nesting is limited by serde_json to 128 levels).
+pub fn parse(input: &[u8]) -> Result<Value, Error> {
+    if input.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::Json("the input is empty".into()));
+    }
+    serde_json::from_slice(input).map_err(|e| Error::Json(e.to_string()))
+}
+
+/// Serializes a document, compact or pretty, with a trailing newline.
+pub fn serialize(doc: &Value, pretty: bool) -> Result<Vec<u8>, Error> {
+    let mut out = if pretty {
+        serde_json::to_vec_pretty(doc)
+    } else {
+        serde_json::to_vec(doc)
+    }
+    .map_err(|e| Error::Json(e.to_string()))?;
+    out.push(b'\n');
+    Ok(out)
+}
