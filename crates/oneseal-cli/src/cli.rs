@@ -219,7 +219,12 @@ pub struct MediaEncryptArgs {
     pub output: PathBuf,
 
     /// Recipient MSISDN the upload is for.
-    #[arg(long, value_name = "MSISDN", conflicts_with = "broadcast", required_unless_present = "broadcast")]
+    #[arg(
+        long,
+        value_name = "MSISDN",
+        conflicts_with = "broadcast",
+        required_unless_present = "broadcast"
+    )]
     pub to: Option<String>,
 
     /// Upload for broadcasting to many recipients (no personal data in the file!).
@@ -239,7 +244,11 @@ pub struct MediaEncryptArgs {
     pub suite: Option<String>,
 
     /// Base URL of the media endpoint.
-    #[arg(long, value_name = "URL", default_value = "https://platform.clickatell.com/v1/media")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://platform.clickatell.com/v1/media"
+    )]
     pub upload_base_url: String,
 
     /// Never show a progress bar.
@@ -291,7 +300,9 @@ pub struct MediaDecryptArgs {
 #[derive(Debug, Subcommand)]
 pub enum FlowsCommand {
     /// Generate a 2048-bit RSA business key pair (PKCS#8 private, SPKI public, PEM).
-    #[command(after_help = "Examples:\n  oneseal flows keygen --private-key-out flows.key --public-key-out flows.pub --print-upload-body\n  ONESEAL_FLOWS_PASSPHRASE=... oneseal flows keygen --private-key-out k.pem --public-key-out p.pem --encrypt")]
+    #[command(
+        after_help = "Examples:\n  oneseal flows keygen --private-key-out flows.key --public-key-out flows.pub --print-upload-body\n  ONESEAL_FLOWS_PASSPHRASE=... oneseal flows keygen --private-key-out k.pem --public-key-out p.pem --encrypt"
+    )]
     Keygen {
         /// Private key destination (created with mode 0600; never overwritten).
         #[arg(long, value_name = "PATH")]
@@ -307,7 +318,9 @@ pub enum FlowsCommand {
         print_upload_body: bool,
     },
     /// Decrypt a Flows data-exchange request body and print the flow JSON.
-    #[command(after_help = "Examples:\n  oneseal flows decrypt-request body.json --private-key flows.key\n\nAn undecryptable request exits 4; the endpoint should answer HTTP 421.")]
+    #[command(
+        after_help = "Examples:\n  oneseal flows decrypt-request body.json --private-key flows.key\n\nAn undecryptable request exits 4; the endpoint should answer HTTP 421."
+    )]
     DecryptRequest {
         /// The request body; '-' or nothing reads stdin.
         #[arg(value_name = "REQUEST")]
@@ -320,7 +333,9 @@ pub enum FlowsCommand {
         output: Option<PathBuf>,
     },
     /// Encrypt a response JSON for the request it answers; prints the base64 body.
-    #[command(after_help = "Examples:\n  oneseal flows encrypt-response response.json --private-key flows.key --request body.json")]
+    #[command(
+        after_help = "Examples:\n  oneseal flows encrypt-response response.json --private-key flows.key --request body.json"
+    )]
     EncryptResponse {
         /// The response JSON; '-' or nothing reads stdin.
         #[arg(value_name = "RESPONSE")]
@@ -336,7 +351,9 @@ pub enum FlowsCommand {
         output: Option<PathBuf>,
     },
     /// Verify the x-hub-signature-256 header of a request body (HMAC-SHA256 with the app secret).
-    #[command(after_help = "Examples:\n  ONESEAL_FLOWS_APP_SECRET=... oneseal flows verify-signature body.json --signature 'sha256=ab12...'\n\nA bad signature exits 4; the endpoint should answer HTTP 432.")]
+    #[command(
+        after_help = "Examples:\n  ONESEAL_FLOWS_APP_SECRET=... oneseal flows verify-signature body.json --signature 'sha256=ab12...'\n\nA bad signature exits 4; the endpoint should answer HTTP 432."
+    )]
     VerifySignature {
         /// The raw request body; '-' or nothing reads stdin.
         #[arg(value_name = "BODY")]

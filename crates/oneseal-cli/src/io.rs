@@ -41,7 +41,9 @@ pub fn read_input(input: Option<&Path>) -> Result<Vec<u8>, CliError> {
                 .read_to_end(&mut buf)
                 .map_err(|e| CliError::io("read", Path::new("<stdin>"), e))?;
             if buf.len() as u64 > MAX_INPUT {
-                return Err(CliError::input("stdin is larger than 256 MiB; split the batch"));
+                return Err(CliError::input(
+                    "stdin is larger than 256 MiB; split the batch",
+                ));
             }
             Ok(buf)
         }
@@ -50,7 +52,9 @@ pub fn read_input(input: Option<&Path>) -> Result<Vec<u8>, CliError> {
 
 /// Display name of an input for messages.
 pub fn input_name(input: Option<&Path>) -> Option<PathBuf> {
-    input.filter(|p| *p != Path::new("-")).map(Path::to_path_buf)
+    input
+        .filter(|p| *p != Path::new("-"))
+        .map(Path::to_path_buf)
 }
 
 /// Refuses an output path that is the input itself: input files are never modified.

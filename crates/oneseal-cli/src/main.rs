@@ -1,1 +1,77 @@
-fn main() {}
+//! `oneseal`: the command-line front end. Thin by design: parse (`cli`), validate
+//! (`config`), call the libraries, and map errors to one stderr line and an exit code.
+
+mod cli;
+mod config;
+mod docs;
+mod error;
+mod flows;
+mod io;
+mod media;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, KeyCommand};
+use crate::config::FileConfig;
+use crate::error::CliError;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print and exit 0; usage errors exit 2 (DESIGN §5).
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    // Only oneseal's own events: dependency logs (HTTP bodies, headers) are never shown.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "oneseal={default},oneseal_core={default},oneseal_kms={default}"
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Encrypt(a) => runtime()?.block_on(docs::encrypt(a, &file)),
+        Command::Decrypt(a) => runtime()?.block_on(docs::decrypt(a, &file)),
+        Command::Media(m) => runtime()?.block_on(media::run(m, &file)),
+        Command::Flows(f) => flows::run(f),
+        Command::Key(KeyCommand::Init { local_key }) => docs::key_init(local_key, &file),
+    }
+}

@@ -415,7 +415,7 @@ mod tests {
         assert_eq!(blobs.len(), 40);
         assert_eq!(p.generated.load(Ordering::SeqCst), 40);
         let peak = p.inner.2.load(Ordering::SeqCst);
-        assert!(peak <= 4 && peak >= 2, "peak in flight {peak}");
+        assert!((2..=4).contains(&peak), "peak in flight {peak}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

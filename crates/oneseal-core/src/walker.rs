@@ -405,8 +405,23 @@ impl Engine {
     }
 
     /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey` (DESIGN §4).
+    ///
+    /// The whole document is checked first (types at policy paths, existing keys), so a bad
+    /// document costs no key-service call and is left untouched.
     pub async fn encrypt_document(&self, doc: &mut Value) -> Result<PayloadKind, Error> {
         let kind = detect(doc, self.opts.api)?;
+        self.encrypt_pass(doc, kind, true).await?;
+        self.encrypt_pass(doc, kind, false).await?;
+        Ok(kind)
+    }
+
+    /// One pass over the document; `dry` checks without keys or changes.
+    async fn encrypt_pass(
+        &self,
+        doc: &mut Value,
+        kind: PayloadKind,
+        dry: bool,
+    ) -> Result<(), Error> {
         let Value::Object(top) = doc else {
             return Err(Error::UnknownPayload("top level is not an object".into()));
         };
@@ -420,9 +435,11 @@ impl Engine {
                     push_index(&mut path, i);
                     let m = as_object_mut(m, &path)?;
                     refuse_existing_key(m, &path)?;
-                    let key = self.sealing_key(&path).await?;
-                    self.seal_item(m, &self.policy.one_request, &key, &mut path)?;
-                    set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
+                    let key = self.sealing_key(&path, dry).await?;
+                    self.seal_item(m, &self.policy.one_request, key.as_deref(), &mut path)?;
+                    if let Some(key) = key {
+                        set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
+                    }
                 }
             }
             PayloadKind::LegacyRequest => {
@@ -437,11 +454,9 @@ impl Engine {
                     let m = as_object_mut(&mut msgs[i], &path)?;
                     refuse_existing_key(m, &path)?;
                     if key.is_none() {
-                        key = Some(self.sealing_key(&path).await?);
+                        key = self.sealing_key(&path, dry).await?;
                     }
-                    if let Some(k) = &key {
-                        self.seal_item(m, &self.policy.legacy_request, k, &mut path)?;
-                    }
+                    self.seal_item(m, &self.policy.legacy_request, key.as_deref(), &mut path)?;
                 }
                 if let Some(k) = key {
                     set_member(top, ENCRYPTION_KEY, Value::String(k.blob_b64().to_string()));
@@ -469,24 +484,32 @@ impl Engine {
                         push_index(&mut path, i);
                         let m = as_object_mut(item, &path)?;
                         refuse_existing_key(m, &path)?;
-                        let key = self.sealing_key(&path).await?;
-                        self.seal_item(m, &self.policy.one_callback, &key, &mut path)?;
-                        set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
+                        let key = self.sealing_key(&path, dry).await?;
+                        self.seal_item(m, &self.policy.one_callback, key.as_deref(), &mut path)?;
+                        if let Some(key) = key {
+                            set_member(
+                                m,
+                                ENCRYPTION_KEY,
+                                Value::String(key.blob_b64().to_string()),
+                            );
+                        }
                     }
                 }
             }
             PayloadKind::LegacyCallback => {
                 refuse_existing_key(top, "")?;
-                let key = self.sealing_key("").await?;
-                self.seal_item(top, &self.policy.legacy_callback, &key, &mut path)?;
-                set_member(
-                    top,
-                    ENCRYPTION_KEY,
-                    Value::String(key.blob_b64().to_string()),
-                );
+                let key = self.sealing_key("", dry).await?;
+                self.seal_item(top, &self.policy.legacy_callback, key.as_deref(), &mut path)?;
+                if let Some(key) = key {
+                    set_member(
+                        top,
+                        ENCRYPTION_KEY,
+                        Value::String(key.blob_b64().to_string()),
+                    );
+                }
             }
         }
-        Ok(kind)
+        Ok(())
     }
 
     /// Decrypts every item that carries an `encryptionKey`, removing the keys it used.
@@ -631,26 +654,32 @@ impl Engine {
         Ok(report)
     }
 
-    async fn sealing_key(&self, path: &str) -> Result<Arc<SealingKey>, Error> {
-        self.cache.sealing_key().await.map_err(|source| Error::Key {
-            path: if path.is_empty() {
-                "(document)".into()
-            } else {
-                path.to_string()
-            },
-            source,
-        })
+    async fn sealing_key(&self, path: &str, dry: bool) -> Result<Option<Arc<SealingKey>>, Error> {
+        if dry {
+            return Ok(None);
+        }
+        self.cache
+            .sealing_key()
+            .await
+            .map(Some)
+            .map_err(|source| Error::Key {
+                path: if path.is_empty() {
+                    "(document)".into()
+                } else {
+                    path.to_string()
+                },
+                source,
+            })
     }
 
     fn seal_item(
         &self,
         m: &mut Map<String, Value>,
         kind: &KindPolicy,
-        key: &SealingKey,
+        key: Option<&SealingKey>,
         path: &mut String,
     ) -> Result<(), Error> {
         let suite = self.opts.suite;
-        let cipher = key.cipher();
         let media = kind
             .inline_media
             .as_ref()
@@ -665,10 +694,11 @@ impl Engine {
             }
             let mut obj = Value::Object(std::mem::take(m));
             let res = walk(&mut obj, field.segments(), path, &mut |v, p| {
+                let Some(key) = key else { return Ok(()) };
                 if guard && !seen.insert(v as *const Value) {
                     return Ok(());
                 }
-                seal_text(cipher, suite, v, p, &mut scratch)
+                seal_text(key.cipher(), suite, v, p, &mut scratch)
             });
             if let Value::Object(back) = obj {
                 *m = back;
@@ -686,7 +716,7 @@ impl Engine {
         &self,
         m: &mut Map<String, Value>,
         im: &InlineMedia,
-        key: &SealingKey,
+        key: Option<&SealingKey>,
         path: &str,
     ) -> Result<(), Error> {
         let content_path = sub_path(path, &im.content);
@@ -711,6 +741,7 @@ impl Engine {
                 })
             }
         };
+        let Some(key) = key else { return Ok(()) };
         let bytes = b64::decode(s).map_err(|_| Error::Base64 {
             path: content_path.clone(),
         })?;
@@ -867,7 +898,7 @@ impl Engine {
             })?;
         if let Some(g) = given {
             let d: [u8; 32] = Sha256::digest(&pt).into();
-            if !bool::from(subtle_eq(&d, &g)) {
+            if !subtle_eq(&d, &g) {
                 return Err(Error::HashMismatch { path: hash_path });
             }
         }

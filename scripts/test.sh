@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: test prerequisites, then every Rust test (unit,
+# end-to-end CLI, KMS against a local moto server, interop with Python `cryptography`,
+# property tests), the vectors re-checked by Python, and a short fuzz-target smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-test-env.sh
+cargo build --workspace --all-targets --quiet
+cargo test --workspace --all-targets --quiet
+cargo test --workspace --doc --quiet
+python3 scripts/check_vectors.py

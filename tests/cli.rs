@@ -1,0 +1,389 @@
+//! End-to-end tests of the `oneseal` CLI on the local key provider: flags, environment,
+//! config file, stdin/stdout, atomic -o, exit codes and one-line errors (DESIGN §5).
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+const TEXT: &str = r#"{"messages":[{"channel":"whatsapp","to":"2799900001","content":"Your balance is R1 234.56","clientMessageId":"c1"}]}"#;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env { dir: tempdir() }
+    }
+    fn key(&self) -> String {
+        self.dir
+            .path()
+            .join("local.key")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+        let key = self.key();
+        oneseal(args, stdin, &[("ONESEAL_LOCAL_KEY", key.as_str())])
+    }
+}
+
+fn json(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(o)))
+}
+
+#[test]
+fn help_and_version() {
+    let o = oneseal(&["--help"], None, &[]);
+    assert_eq!(code(&o), 0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Examples:") && out.contains("Exit codes"),
+        "{out}"
+    );
+    for sub in [
+        &["encrypt", "--help"][..],
+        &["decrypt", "--help"],
+        &["media", "encrypt", "--help"],
+        &["flows", "keygen", "--help"],
+    ] {
+        let o = oneseal(sub, None, &[]);
+        assert_eq!(code(&o), 0);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Examples:"),
+            "{sub:?}"
+        );
+    }
+    assert_eq!(code(&oneseal(&["--version"], None, &[])), 0);
+}
+
+#[test]
+fn unknown_flag_is_usage_error() {
+    let o = oneseal(&["encrypt", "--no-such-flag"], None, &[]);
+    assert_eq!(code(&o), 2);
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn stdin_stdout_round_trip_creates_local_key_on_first_use() {
+    let e = Env::new();
+    let o = e.run(&["encrypt"], Some(TEXT.as_bytes()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("created local key"), "{}", stderr(&o));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(e.key()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let enc = json(&o);
+    assert_ne!(enc["messages"][0]["content"], "Your balance is R1 234.56");
+    assert!(enc["messages"][0]["encryptionKey"].is_string());
+    let o = e.run(&["decrypt", "-"], Some(&o.stdout));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o), serde_json::from_str::<Value>(TEXT).unwrap());
+}
+
+#[test]
+fn decrypt_under_another_local_key_exits_4_naming_both_ids() {
+    let a = Env::new();
+    let b = Env::new();
+    let enc = a.run(&["encrypt"], Some(TEXT.as_bytes()));
+    assert_eq!(code(&enc), 0);
+    assert_eq!(code(&b.run(&["key", "init"], None)), 0);
+    let out = b.path("out.json");
+    let o = b.run(&["decrypt", "-o", &out], Some(&enc.stdout));
+    assert_fails(&o, 4, "local key");
+    let err = stderr(&o);
+    // Both 16-hex-digit key ids are named.
+    let ids: Vec<&str> = err
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|w| w.len() == 16)
+        .collect();
+    assert!(ids.len() >= 2 && ids[0] != ids[1], "{err}");
+    assert!(
+        !std::path::Path::new(&out).exists(),
+        "nothing at -o after a failure"
+    );
+}
+
+#[test]
+fn not_a_payload_exits_3() {
+    let e = Env::new();
+    for bad in [&br#"{"hello":"world"}"#[..], b"[1,2,3]", b"\"text\"", b"42"] {
+        let o = e.run(&["encrypt"], Some(bad));
+        assert_fails(&o, 3, "not a WhatsApp payload");
+        let o = e.run(&["decrypt"], Some(bad));
+        assert_eq!(code(&o), 3);
+    }
+    assert_fails(
+        &e.run(&["encrypt"], Some(b"{not json")),
+        3,
+        "not valid JSON",
+    );
+    assert_fails(&e.run(&["encrypt"], Some(b"")), 3, "empty");
+}
+
+#[test]
+fn wrong_type_at_policy_path_names_the_path() {
+    let e = Env::new();
+    let doc = r#"{"messages":[{"channel":"whatsapp","to":"1","template":{"templateName":"t","body":{"parameters":{"1":42}}}}]}"#;
+    assert_fails(
+        &e.run(&["encrypt"], Some(doc.as_bytes())),
+        3,
+        "messages[0].template.body.parameters.1",
+    );
+}
+
+#[test]
+fn output_is_atomic_and_input_is_never_modified() {
+    let e = Env::new();
+    let input = e.path("in.json");
+    std::fs::write(&input, TEXT).unwrap();
+    // -o pointing at the input is refused.
+    assert_fails(
+        &e.run(&["encrypt", &input, "-o", &input], None),
+        2,
+        "never overwrites its input",
+    );
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), TEXT);
+    // A failing run leaves nothing at -o, and no temp files either.
+    let bad = e.path("bad.json");
+    std::fs::write(&bad, r#"{"nope":1}"#).unwrap();
+    let out = e.path("out.json");
+    assert_eq!(code(&e.run(&["encrypt", &bad, "-o", &out], None)), 3);
+    assert!(!std::path::Path::new(&out).exists());
+    // A good run writes the file; the input is unchanged.
+    assert_eq!(code(&e.run(&["encrypt", &input, "-o", &out], None)), 0);
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("encryptionKey"));
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), TEXT);
+    let leftovers: Vec<_> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".oneseal-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn missing_input_file_is_usage_error() {
+    let e = Env::new();
+    assert_fails(
+        &e.run(&["encrypt", "/nonexistent/x.json"], None),
+        2,
+        "no such file",
+    );
+}
+
+#[test]
+fn tampered_and_malformed_ciphertext() {
+    let e = Env::new();
+    let enc = json(&e.run(&["encrypt"], Some(TEXT.as_bytes())));
+    let mut t = enc.clone();
+    let ct = t["messages"][0]["content"].as_str().unwrap().to_string();
+    let mut raw = oneseal::core::b64::decode(&ct).unwrap();
+    raw[15] ^= 1;
+    t["messages"][0]["content"] = oneseal::core::b64::encode(&raw).into();
+    let o = e.run(&["decrypt"], Some(t.to_string().as_bytes()));
+    assert_fails(&o, 4, "messages[0].content");
+    assert!(!stderr(&o).contains("Your balance"));
+    let mut t = enc.clone();
+    t["messages"][0]["content"] = "***".into();
+    assert_fails(
+        &e.run(&["decrypt"], Some(t.to_string().as_bytes())),
+        3,
+        "messages[0].content: not valid base64",
+    );
+    let mut t = enc.clone();
+    t["messages"][0]["encryptionKey"] = 7.into();
+    assert_fails(
+        &e.run(&["decrypt"], Some(t.to_string().as_bytes())),
+        3,
+        "encryptionKey",
+    );
+    let mut t = enc;
+    t["messages"][0]["encryptionKey"] = "T1NMMQ==".into();
+    assert_fails(
+        &e.run(&["decrypt"], Some(t.to_string().as_bytes())),
+        4,
+        "encryptionKey",
+    );
+}
+
+#[test]
+fn already_encrypted_is_refused() {
+    let e = Env::new();
+    let enc = e.run(&["encrypt"], Some(TEXT.as_bytes()));
+    assert_fails(
+        &e.run(&["encrypt"], Some(&enc.stdout)),
+        3,
+        "already has an encryptionKey",
+    );
+}
+
+#[test]
+fn keep_going_writes_the_rest_and_exits_4() {
+    let e = Env::new();
+    let two = r#"{"messages":[{"channel":"whatsapp","to":"1","content":"a"},{"channel":"whatsapp","to":"2","content":"b"}]}"#;
+    let mut enc = json(&e.run(
+        &["encrypt", "--fresh-key-per-message"],
+        Some(two.as_bytes()),
+    ));
+    assert_ne!(
+        enc["messages"][0]["encryptionKey"],
+        enc["messages"][1]["encryptionKey"]
+    );
+    enc["messages"][1]["content"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+    let out = e.path("out.json");
+    let o = e.run(
+        &["decrypt", "--keep-going", "-o", &out],
+        Some(enc.to_string().as_bytes()),
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let got: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(got["messages"][0]["content"], "a");
+    assert_eq!(got["messages"][1]["content"], enc["messages"][1]["content"]);
+    // Without --keep-going: nothing written.
+    let out2 = e.path("out2.json");
+    assert_eq!(
+        code(&e.run(&["decrypt", "-o", &out2], Some(enc.to_string().as_bytes()))),
+        4
+    );
+    assert!(!std::path::Path::new(&out2).exists());
+}
+
+fn content_len(v: &Value) -> usize {
+    oneseal::core::b64::decode(v["messages"][0]["content"].as_str().unwrap())
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn suite_from_flag_env_and_config_file() {
+    let e = Env::new();
+    let n = "Your balance is R1 234.56".len();
+    let gcm = json(&e.run(&["encrypt"], Some(TEXT.as_bytes())));
+    assert_eq!(content_len(&gcm), n + 28);
+    let cbc = json(&e.run(&["encrypt", "--suite", "cbc"], Some(TEXT.as_bytes())));
+    assert_eq!(content_len(&cbc), 16 + (n / 16 + 1) * 16);
+    let key = e.key();
+    let o = oneseal(
+        &["encrypt"],
+        Some(TEXT.as_bytes()),
+        &[("ONESEAL_LOCAL_KEY", &key), ("ONESEAL_SUITE", "cbc")],
+    );
+    assert_eq!(content_len(&json(&o)), 16 + (n / 16 + 1) * 16);
+    let cfg = e.path("oneseal.toml");
+    std::fs::write(
+        &cfg,
+        format!("suite = \"cbc\"\nlocal_key = \"{key}\"\nfields = [\"clientMessageId\"]\n"),
+    )
+    .unwrap();
+    let o = oneseal(&["--config", &cfg, "encrypt"], Some(TEXT.as_bytes()), &[]);
+    let v = json(&o);
+    assert_eq!(content_len(&v), 16 + (n / 16 + 1) * 16);
+    assert_ne!(
+        v["messages"][0]["clientMessageId"], "c1",
+        "extra field from the config file"
+    );
+    let o = oneseal(&["--config", &cfg, "decrypt"], Some(&o.stdout), &[]);
+    assert_eq!(json(&o), serde_json::from_str::<Value>(TEXT).unwrap());
+    std::fs::write(&cfg, "sutie = \"cbc\"\n").unwrap();
+    assert_fails(
+        &oneseal(&["--config", &cfg, "encrypt"], Some(TEXT.as_bytes()), &[]),
+        2,
+        "sutie",
+    );
+    assert_fails(
+        &e.run(&["encrypt", "--suite", "ctr"], Some(TEXT.as_bytes())),
+        2,
+        "unknown suite",
+    );
+}
+
+#[test]
+fn extra_fields_and_api_override() {
+    let e = Env::new();
+    let doc =
+        r#"{"messages":[{"to":"27999000001","content":"hi","customData":{"note":"secret"}}]}"#;
+    let o = e.run(
+        &["encrypt", "--field", "customData.note", "--api", "one"],
+        Some(doc.as_bytes()),
+    );
+    let v = json(&o);
+    assert!(
+        v["messages"][0]["encryptionKey"].is_string(),
+        "--api one puts the key per message"
+    );
+    assert!(v.get("encryptionKey").is_none());
+    assert_ne!(v["messages"][0]["customData"]["note"], "secret");
+    let back = e.run(&["decrypt", "--field", "customData.note"], Some(&o.stdout));
+    assert_eq!(json(&back), serde_json::from_str::<Value>(doc).unwrap());
+    // Default detection: no One API markers means legacy, with one top-level key.
+    let v = json(&e.run(&["encrypt"], Some(doc.as_bytes())));
+    assert!(v["encryptionKey"].is_string());
+    assert_fails(
+        &e.run(&["encrypt", "--field", "a..b"], Some(doc.as_bytes())),
+        2,
+        "bad field path",
+    );
+}
+
+#[test]
+fn plain_callbacks_pass_through_decrypt() {
+    // A callback receiver pipes every callback through decrypt; unencrypted ones (status
+    // updates, encryptionKey: null) must come out unchanged, exit 0.
+    let e = Env::new();
+    for f in [
+        "fixtures/one-api/callbacks/message_status_update.json",
+        "fixtures/one-api/callbacks/mo_text.json",
+    ] {
+        let p = root().join(f);
+        let o = e.run(&["decrypt", p.to_str().unwrap()], None);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(
+            json(&o),
+            serde_json::from_slice::<Value>(&std::fs::read(&p).unwrap()).unwrap()
+        );
+    }
+}
+
+#[test]
+fn key_init_never_overwrites() {
+    let e = Env::new();
+    let o = e.run(&["key", "init"], None);
+    assert_eq!(code(&o), 0);
+    let first = std::fs::read(e.key()).unwrap();
+    let o = e.run(&["key", "init"], None);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("already exists"));
+    assert_eq!(std::fs::read(e.key()).unwrap(), first);
+}
+
+#[test]
+fn kms_blob_without_kms_config_fails_cleanly() {
+    let e = Env::new();
+    let doc = r#"{"messages":[{"channel":"whatsapp","to":"1","content":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","encryptionKey":"AQIDAHigcx4kN+SNTVLxxd6cYLmM7DE08asxE6NFNkM64hE3lwE="}]}"#;
+    // Endpoint with nothing listening: a network failure, exit 5, quickly.
+    let o = e.run(
+        &[
+            "decrypt",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--region",
+            "us-east-1",
+            "--kms-timeout",
+            "3",
+        ],
+        Some(doc.as_bytes()),
+    );
+    assert!(matches!(code(&o), 2 | 5), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+}
