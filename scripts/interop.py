@@ -9,6 +9,13 @@ platform writes by the documented format, oneseal reads.
                                              decrypt ENC independently; exit 0 iff it equals PLAIN
   interop.py seal  PLAIN --suite gcm|cbc [--local-key F | --kms-endpoint URL --kms-key-id ID]
                                              encrypt PLAIN as the platform would; print the JSON
+  interop.py open-media ENC ORIG --upload-json J [--local-key F | --kms-endpoint URL]
+                                             decrypt a media file with the key in J (oneseal's
+                                             `media encrypt` output); exit 0 iff it equals ORIG
+                                             and J's hash, sizes and uploadQuery are right
+  interop.py seal-media ORIG OUT --suite S [--local-key F | --kms-endpoint URL --kms-key-id ID]
+                                             encrypt a media file as the platform would; print
+                                             {"encryptionKey", "sha256Hash"}
 """
 import argparse, base64, hashlib, json, os, sys
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -218,6 +225,31 @@ def cmd_seal(a):
     json.dump(doc, sys.stdout, ensure_ascii=False); print()
     return 0
 
+def cmd_open_media(a):
+    from urllib.parse import parse_qs
+    meta = json.load(open(a.upload_json)); prov = provider(a)
+    key = prov.unwrap(base64.b64decode(meta["encryptionKey"]))
+    enc = open(a.enc, "rb").read(); orig = open(a.orig, "rb").read()
+    pt, suite = open_auto(key, enc)
+    problems = []
+    if pt != orig: problems.append("decrypted file differs from the original")
+    if suite != meta["suite"]: problems.append(f"suite {suite} != {meta['suite']}")
+    if meta["sha256FileHash"] != hashlib.sha256(orig).hexdigest(): problems.append("sha256FileHash is not the plaintext's")
+    if meta["byteSize"] != len(orig) or meta["encryptedByteSize"] != len(enc): problems.append("sizes")
+    q = parse_qs(meta["uploadQuery"], strict_parsing=True)
+    for k in ("encryptionKey", "kmsArn", "sha256FileHash", "fileName"):
+        if q.get(k) != [meta[k]]: problems.append(f"uploadQuery {k} does not parse back")
+    if a.to and q.get("to") != [a.to]: problems.append("uploadQuery to")
+    if not meta["uploadUrl"].endswith("?" + meta["uploadQuery"]): problems.append("uploadUrl")
+    for p in problems: print("MISMATCH", p)
+    return 1 if problems else 0
+
+def cmd_seal_media(a):
+    prov = provider(a); key, blob = prov.generate(); orig = open(a.orig, "rb").read()
+    open(a.out, "wb").write(seal(a.suite, key, orig))
+    print(json.dumps({"encryptionKey": base64.b64encode(blob).decode(), "sha256Hash": hashlib.sha256(orig).hexdigest()}))
+    return 0
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(); sub = ap.add_subparsers(dest="cmd", required=True)
     l = sub.add_parser("leaves"); l.add_argument("doc")
@@ -227,7 +259,13 @@ if __name__ == "__main__":
         else: s.add_argument("--suite", default="gcm")
         s.add_argument("--local-key"); s.add_argument("--kms-endpoint"); s.add_argument("--kms-key-id")
         s.add_argument("--encryption-context", action="append")
+    om = sub.add_parser("open-media"); om.add_argument("enc"); om.add_argument("orig"); om.add_argument("--upload-json", required=True); om.add_argument("--to")
+    sm = sub.add_parser("seal-media"); sm.add_argument("orig"); sm.add_argument("out"); sm.add_argument("--suite", default="gcm")
+    for s_ in (om, sm):
+        s_.add_argument("--local-key"); s_.add_argument("--kms-endpoint"); s_.add_argument("--kms-key-id"); s_.add_argument("--encryption-context", action="append")
     a = ap.parse_args()
+    if a.cmd == "open-media": sys.exit(cmd_open_media(a))
+    if a.cmd == "seal-media": sys.exit(cmd_seal_media(a))
     if a.cmd == "leaves":
         print("\n".join(leaves(json.load(open(a.doc))))); sys.exit(0)
     sys.exit(cmd_open(a) if a.cmd == "open" else cmd_seal(a))

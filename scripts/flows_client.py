@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""An independent WhatsApp-style Flows client on Python `cryptography`, per Meta's published
+scheme, for the test suite:
+
+  flows_client.py request PUBLIC_PEM FLOW_FILE STATE   print an encrypted request body; save key+IV to STATE
+  flows_client.py response STATE BODY_FILE            decrypt a response body (flipped IV); print it
+  flows_client.py pkcs1 PKCS8_PEM OUT [PASSPHRASE]     re-encode a private key as PKCS#1 (traditional) PEM
+  flows_client.py check-private PEM PUBLIC_PEM [PASSPHRASE]  exit 0 iff PEM loads and matches PUBLIC_PEM
+  flows_client.py sign SECRET BODY_FILE                print `sha256=<hex>` for the body
+"""
+import base64, hashlib, hmac, json, os, sys
+from cryptography.hazmat.primitives import serialization, hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+cmd = sys.argv[1]
+if cmd == "request":
+    pub = serialization.load_pem_public_key(open(sys.argv[2], "rb").read())
+    flow = open(sys.argv[3], "rb").read()
+    key, iv = os.urandom(16), os.urandom(16)
+    wrapped = pub.encrypt(key, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    json.dump({"k": key.hex(), "iv": iv.hex()}, open(sys.argv[4], "w"))
+    print(json.dumps({"encrypted_flow_data": base64.b64encode(AESGCM(key).encrypt(iv, flow, None)).decode(),
+                      "encrypted_aes_key": base64.b64encode(wrapped).decode(),
+                      "initial_vector": base64.b64encode(iv).decode()}))
+elif cmd == "response":
+    st = json.load(open(sys.argv[2])); key = bytes.fromhex(st["k"]); iv = bytes.fromhex(st["iv"])
+    body = base64.b64decode(open(sys.argv[3], "rb").read())
+    sys.stdout.buffer.write(AESGCM(key).decrypt(bytes(b ^ 0xFF for b in iv), body, None))
+elif cmd == "pkcs1":
+    pw = sys.argv[4].encode() if len(sys.argv) > 4 else None
+    k = serialization.load_pem_private_key(open(sys.argv[2], "rb").read(), pw)
+    open(sys.argv[3], "wb").write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+elif cmd == "check-private":
+    pw = sys.argv[4].encode() if len(sys.argv) > 4 else None
+    k = serialization.load_pem_private_key(open(sys.argv[2], "rb").read(), pw)
+    mine = k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    sys.exit(0 if mine.strip() == open(sys.argv[3], "rb").read().strip() and k.key_size == 2048 else 1)
+elif cmd == "sign":
+    print("sha256=" + hmac.new(sys.argv[2].encode(), open(sys.argv[3], "rb").read(), hashlib.sha256).hexdigest())
