@@ -21,10 +21,26 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            // --help and --version print and exit 0; usage errors exit 2 (DESIGN §5).
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            // --help and --version print and exit 0.
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // Usage errors: one line (DESIGN §5), exit 2.
+            let text = e.render().to_string();
+            // clap's first paragraph says what is wrong (and lists missing arguments).
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = first.join(" ");
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
+            eprintln!(
+                "{}",
+                CliError::usage(format!("{first} (see oneseal --help)"))
+            );
+            return ExitCode::from(error::EXIT_USAGE);
         }
     };
     init_logging(cli.verbose);
