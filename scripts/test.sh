@@ -10,3 +10,5 @@ cargo build --workspace --all-targets --quiet
 cargo test --workspace --all-targets --quiet
 cargo test --workspace --doc --quiet
 python3 scripts/check_vectors.py
+# Fuzz-target smoke run on the stable toolchain (real fuzzing: see README "Fuzzing").
+CARGO_TARGET_DIR="$PWD/target/fuzz-smoke" cargo run --quiet --manifest-path fuzz/Cargo.toml --bin smoke -- 3000

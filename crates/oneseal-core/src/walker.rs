@@ -13,7 +13,7 @@ use crate::b64;
 use crate::cache::{KeyCache, OpeningKey, SealingKey};
 use crate::error::{type_name, Error};
 use crate::policy::{FieldPath, InlineMedia, KindPolicy, Policy, Segment};
-use crate::suite::{DecryptSuite, FieldCipher, Suite};
+use crate::suite::{DecryptSuite, FieldCipher, NonceSource, Suite};
 
 /// The member that carries the wrapped data key.
 pub const ENCRYPTION_KEY: &str = "encryptionKey";
@@ -162,6 +162,7 @@ pub struct EngineOptions {
 pub struct Engine {
     cache: Arc<KeyCache>,
     policy: Arc<Policy>,
+    compiled: Arc<[Compiled; 4]>,
     opts: EngineOptions,
     overlap_guard: bool,
 }
@@ -178,56 +179,132 @@ fn push_index(path: &mut String, i: usize) {
     let _ = write!(path, "[{i}]");
 }
 
-/// Visits each string leaf that `segs` selects below `v`, calling `f(leaf, path)`.
-/// `null` leaves and missing members are skipped; any other type mismatch is an error.
-fn walk<F>(v: &mut Value, segs: &[Segment], path: &mut String, f: &mut F) -> Result<(), Error>
+/// The field paths of one kind merged into a tree, so one pass over a message visits every
+/// policy leaf: each member of the message is matched against the few names the policy has
+/// at that level, instead of looking each path up from the top.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// A path ends here: the value must be a string (or null).
+    leaf: bool,
+    keys: Vec<(String, Node)>,
+    any_key: Option<Box<Node>>,
+    any_index: Option<Box<Node>>,
+    deep: bool,
+}
+
+impl Node {
+    fn build<'a>(paths: impl IntoIterator<Item = &'a FieldPath>) -> Node {
+        let mut root = Node::default();
+        for p in paths {
+            let mut n = &mut root;
+            for seg in p.segments() {
+                n = match seg {
+                    Segment::Key(k) => {
+                        let i = match n.keys.iter().position(|(name, _)| name == k) {
+                            Some(i) => i,
+                            None => {
+                                n.keys.push((k.clone(), Node::default()));
+                                n.keys.len() - 1
+                            }
+                        };
+                        &mut n.keys[i].1
+                    }
+                    Segment::AnyKey => n.any_key.get_or_insert_with(Default::default),
+                    Segment::AnyIndex => n.any_index.get_or_insert_with(Default::default),
+                    Segment::Deep => {
+                        n.deep = true;
+                        break;
+                    }
+                };
+            }
+            // A path that ended on a plain step marks a leaf (Deep returned via break above).
+            if !matches!(p.segments().last(), Some(Segment::Deep)) {
+                n.leaf = true;
+            }
+        }
+        root
+    }
+
+    fn wants_object(&self) -> bool {
+        !self.keys.is_empty() || self.any_key.is_some()
+    }
+}
+
+/// Compiled policy for one kind: with and without the inline-media `content` path.
+#[derive(Debug, Clone)]
+struct Compiled {
+    all: Node,
+    no_content: Node,
+}
+
+impl Compiled {
+    fn new(kind: &KindPolicy) -> Compiled {
+        let content = kind.inline_media.as_ref().map(|im| &im.content);
+        Compiled {
+            all: Node::build(&kind.fields),
+            no_content: Node::build(kind.fields.iter().filter(|f| Some(*f) != content)),
+        }
+    }
+}
+
+/// Visits every string leaf `node` selects in the object `m` (a message or item).
+fn walk_object<F>(
+    m: &mut Map<String, Value>,
+    node: &Node,
+    path: &mut String,
+    f: &mut F,
+) -> Result<(), Error>
 where
     F: FnMut(&mut Value, &str) -> Result<(), Error>,
 {
-    let Some((seg, rest)) = segs.split_first() else {
-        return match v {
-            Value::Null => Ok(()),
-            Value::String(_) => f(v, path),
-            other => Err(Error::WrongType {
-                path: path.clone(),
-                expected: "a string",
-                found: type_name(other),
-            }),
-        };
-    };
     let len = path.len();
-    match (seg, v) {
-        (_, Value::Null) => Ok(()),
-        (Segment::Key(k), Value::Object(m)) => {
-            if let Some(child) = m.get_mut(k) {
+    for (k, child) in m.iter_mut() {
+        for (name, sub) in &node.keys {
+            if name == k {
                 push_key(path, k);
-                walk(child, rest, path, f)?;
+                walk_node(child, sub, path, f)?;
                 path.truncate(len);
+            }
+        }
+        if let Some(sub) = &node.any_key {
+            push_key(path, k);
+            walk_node(child, sub, path, f)?;
+            path.truncate(len);
+        }
+    }
+    Ok(())
+}
+
+fn walk_node<F>(v: &mut Value, node: &Node, path: &mut String, f: &mut F) -> Result<(), Error>
+where
+    F: FnMut(&mut Value, &str) -> Result<(), Error>,
+{
+    if node.deep {
+        return deep(v, path, f);
+    }
+    match v {
+        Value::Null => Ok(()),
+        Value::String(_) if node.leaf => f(v, path),
+        Value::Object(m) if node.wants_object() => walk_object(m, node, path, f),
+        Value::Array(a) if node.any_index.is_some() => {
+            let len = path.len();
+            if let Some(sub) = &node.any_index {
+                for (i, child) in a.iter_mut().enumerate() {
+                    push_index(path, i);
+                    walk_node(child, sub, path, f)?;
+                    path.truncate(len);
+                }
             }
             Ok(())
         }
-        (Segment::AnyKey, Value::Object(m)) => {
-            for (k, child) in m.iter_mut() {
-                push_key(path, k);
-                walk(child, rest, path, f)?;
-                path.truncate(len);
-            }
-            Ok(())
-        }
-        (Segment::AnyIndex, Value::Array(a)) => {
-            for (i, child) in a.iter_mut().enumerate() {
-                push_index(path, i);
-                walk(child, rest, path, f)?;
-                path.truncate(len);
-            }
-            Ok(())
-        }
-        (Segment::Deep, v) => deep(v, path, f),
-        (seg, other) => Err(Error::WrongType {
+        other => Err(Error::WrongType {
             path: path.clone(),
-            expected: match seg {
-                Segment::AnyIndex => "an array",
-                _ => "an object",
+            expected: if node.leaf {
+                "a string"
+            } else if node.wants_object() {
+                "an object"
+            } else {
+                "an array"
             },
             found: type_name(other),
         }),
@@ -326,11 +403,12 @@ fn seal_text(
     v: &mut Value,
     path: &str,
     scratch: &mut Vec<u8>,
+    nonces: &mut NonceSource,
 ) -> Result<(), Error> {
     let Value::String(s) = v else { return Ok(()) };
     scratch.clear();
     cipher
-        .seal_into(suite, s.as_bytes(), scratch)
+        .seal_into_with(suite, s.as_bytes(), scratch, nonces)
         .map_err(|source| Error::Crypto {
             path: path.to_string(),
             source,
@@ -368,12 +446,33 @@ impl Engine {
         let overlap_guard = policy.one_request.fields.len() != defaults.one_request.fields.len()
             || policy.legacy_request.fields.len() != defaults.legacy_request.fields.len()
             || policy.one_callback.fields.len() != defaults.one_callback.fields.len();
+        let compiled = Arc::new([
+            Compiled::new(&policy.one_request),
+            Compiled::new(&policy.legacy_request),
+            Compiled::new(&policy.one_callback),
+            Compiled::new(&policy.legacy_callback),
+        ]);
         Engine {
             cache,
             policy: Arc::new(policy),
+            compiled,
             opts,
             overlap_guard,
         }
+    }
+
+    fn compiled_for(&self, kind: &KindPolicy) -> &Compiled {
+        let p = &self.policy;
+        let i = if std::ptr::eq(kind, &p.one_request) {
+            0
+        } else if std::ptr::eq(kind, &p.legacy_request) {
+            1
+        } else if std::ptr::eq(kind, &p.one_callback) {
+            2
+        } else {
+            3
+        };
+        &self.compiled[i]
     }
 
     /// The key cache in use.
@@ -426,6 +525,7 @@ impl Engine {
             return Err(Error::UnknownPayload("top level is not an object".into()));
         };
         let mut path = String::new();
+        let mut nonces = NonceSource::new();
         match kind {
             PayloadKind::OneRequest => {
                 let msgs = messages_mut(top)?;
@@ -436,7 +536,13 @@ impl Engine {
                     let m = as_object_mut(m, &path)?;
                     refuse_existing_key(m, &path)?;
                     let key = self.sealing_key(&path, dry).await?;
-                    self.seal_item(m, &self.policy.one_request, key.as_deref(), &mut path)?;
+                    self.seal_item(
+                        m,
+                        &self.policy.one_request,
+                        key.as_deref(),
+                        &mut path,
+                        &mut nonces,
+                    )?;
                     if let Some(key) = key {
                         set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
                     }
@@ -456,7 +562,13 @@ impl Engine {
                     if key.is_none() {
                         key = self.sealing_key(&path, dry).await?;
                     }
-                    self.seal_item(m, &self.policy.legacy_request, key.as_deref(), &mut path)?;
+                    self.seal_item(
+                        m,
+                        &self.policy.legacy_request,
+                        key.as_deref(),
+                        &mut path,
+                        &mut nonces,
+                    )?;
                 }
                 if let Some(k) = key {
                     set_member(top, ENCRYPTION_KEY, Value::String(k.blob_b64().to_string()));
@@ -485,7 +597,13 @@ impl Engine {
                         let m = as_object_mut(item, &path)?;
                         refuse_existing_key(m, &path)?;
                         let key = self.sealing_key(&path, dry).await?;
-                        self.seal_item(m, &self.policy.one_callback, key.as_deref(), &mut path)?;
+                        self.seal_item(
+                            m,
+                            &self.policy.one_callback,
+                            key.as_deref(),
+                            &mut path,
+                            &mut nonces,
+                        )?;
                         if let Some(key) = key {
                             set_member(
                                 m,
@@ -499,7 +617,13 @@ impl Engine {
             PayloadKind::LegacyCallback => {
                 refuse_existing_key(top, "")?;
                 let key = self.sealing_key("", dry).await?;
-                self.seal_item(top, &self.policy.legacy_callback, key.as_deref(), &mut path)?;
+                self.seal_item(
+                    top,
+                    &self.policy.legacy_callback,
+                    key.as_deref(),
+                    &mut path,
+                    &mut nonces,
+                )?;
                 if let Some(key) = key {
                     set_member(
                         top,
@@ -523,6 +647,7 @@ impl Engine {
             return Err(Error::UnknownPayload("top level is not an object".into()));
         };
         let mut path = String::new();
+        let mut memo: KeyMemo = None;
         match kind {
             PayloadKind::OneRequest | PayloadKind::LegacyRequest => {
                 let policy = if kind == PayloadKind::OneRequest {
@@ -567,6 +692,7 @@ impl Engine {
                             m,
                             policy,
                             &blob,
+                            &mut memo,
                             &key_path,
                             &mut path,
                             !from_top,
@@ -614,6 +740,7 @@ impl Engine {
                                 m,
                                 &self.policy.one_callback,
                                 &blob,
+                                &mut memo,
                                 &key_path,
                                 &mut path,
                                 true,
@@ -635,6 +762,7 @@ impl Engine {
                             top,
                             &self.policy.legacy_callback,
                             &blob,
+                            &mut memo,
                             ENCRYPTION_KEY,
                             &mut path,
                             true,
@@ -678,6 +806,7 @@ impl Engine {
         kind: &KindPolicy,
         key: Option<&SealingKey>,
         path: &mut String,
+        nonces: &mut NonceSource,
     ) -> Result<(), Error> {
         let suite = self.opts.suite;
         let media = kind
@@ -688,24 +817,21 @@ impl Engine {
         let mut scratch = Vec::new();
         let mut seen: HashSet<*const Value> = HashSet::new();
         let guard = self.overlap_guard;
-        for field in &kind.fields {
-            if media.is_some_and(|im| &im.content == field) {
-                continue;
+        let compiled = self.compiled_for(kind);
+        let node = if media.is_some() {
+            &compiled.no_content
+        } else {
+            &compiled.all
+        };
+        let res = walk_object(m, node, path, &mut |v, p| {
+            let Some(key) = key else { return Ok(()) };
+            if guard && !seen.insert(v as *const Value) {
+                return Ok(());
             }
-            let mut obj = Value::Object(std::mem::take(m));
-            let res = walk(&mut obj, field.segments(), path, &mut |v, p| {
-                let Some(key) = key else { return Ok(()) };
-                if guard && !seen.insert(v as *const Value) {
-                    return Ok(());
-                }
-                seal_text(key.cipher(), suite, v, p, &mut scratch)
-            });
-            if let Value::Object(back) = obj {
-                *m = back;
-            }
-            path.truncate(base);
-            res?;
-        }
+            seal_text(key.cipher(), suite, v, p, &mut scratch, nonces)
+        });
+        path.truncate(base);
+        res?;
         if let Some(im) = media {
             self.seal_media(m, im, key, path)?;
         }
@@ -774,22 +900,31 @@ impl Engine {
         m: &mut Map<String, Value>,
         kind: &KindPolicy,
         blob_b64: &str,
+        memo: &mut KeyMemo,
         key_path: &str,
         path: &mut String,
         own_key: bool,
         placement: KeyPlacement,
     ) -> Result<(), Error> {
-        let blob = b64::decode(blob_b64).map_err(|_| Error::Base64 {
-            path: key_path.to_string(),
-        })?;
-        let key = self
-            .cache
-            .opening_key(&blob)
-            .await
-            .map_err(|source| Error::Key {
-                path: key_path.to_string(),
-                source,
-            })?;
+        // Items of one document usually share a key: skip decoding and the cache lookup.
+        let key = match memo {
+            Some((b, k)) if b.as_str() == blob_b64 => k.clone(),
+            _ => {
+                let blob = b64::decode(blob_b64).map_err(|_| Error::Base64 {
+                    path: key_path.to_string(),
+                })?;
+                let k = self
+                    .cache
+                    .opening_key(&blob)
+                    .await
+                    .map_err(|source| Error::Key {
+                        path: key_path.to_string(),
+                        source,
+                    })?;
+                *memo = Some((blob_b64.to_string(), k.clone()));
+                k
+            }
+        };
         if self.opts.keep_going {
             // Work on a copy so a failure leaves the item exactly as it was.
             let mut copy = m.clone();
@@ -819,24 +954,20 @@ impl Engine {
         let base = path.len();
         let mut seen: HashSet<*const Value> = HashSet::new();
         let guard = self.overlap_guard;
-        // Reverse order mirrors encryption, so overlapping user paths still round-trip.
-        for field in kind.fields.iter().rev() {
-            if media.is_some_and(|im| &im.content == field) {
-                continue;
+        let compiled = self.compiled_for(kind);
+        let node = if media.is_some() {
+            &compiled.no_content
+        } else {
+            &compiled.all
+        };
+        let res = walk_object(m, node, path, &mut |v, p| {
+            if guard && !seen.insert(v as *const Value) {
+                return Ok(());
             }
-            let mut obj = Value::Object(std::mem::take(m));
-            let res = walk(&mut obj, field.segments(), path, &mut |v, p| {
-                if guard && !seen.insert(v as *const Value) {
-                    return Ok(());
-                }
-                open_text(cipher, suite, v, p)
-            });
-            if let Value::Object(back) = obj {
-                *m = back;
-            }
-            path.truncate(base);
-            res?;
-        }
+            open_text(cipher, suite, v, p)
+        });
+        path.truncate(base);
+        res?;
         let mut verified_hash = false;
         if let Some(im) = media {
             verified_hash = self.open_media(m, im, cipher, path)?;
@@ -912,6 +1043,9 @@ fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     // Hashes are public values; a plain comparison is fine, but keep it branch-free anyway.
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// The last `encryptionKey` seen in a document and its unwrapped key.
+type KeyMemo = Option<(String, Arc<OpeningKey>)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyPlacement {
