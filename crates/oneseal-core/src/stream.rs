@@ -2,16 +2,16 @@
 //! memory. Output is byte-for-byte the media format of DESIGN §3:
 //! `gcm`: nonce(12) ‖ ciphertext ‖ tag(16); `cbc`: iv(16) ‖ PKCS#7-padded ciphertext.
 //!
-//! AES-GCM is composed from RustCrypto's `aes` (AES-NI), `ctr` (32-bit big-endian counter,
-//! GCM's inc32) and `ghash` (CLMUL) exactly as NIST SP 800-38D defines it with a 96-bit nonce
-//! and no AAD; the tests check it against the `aes-gcm` crate, and the test vectors against
-//! Python's `cryptography`.
+//! AES-GCM is composed exactly as NIST SP 800-38D defines it with a 96-bit nonce and no AAD:
+//! the keystream from AES-CTR starting at counter block 2 (aws-lc's CTR; its 128-bit counter
+//! equals GCM's inc32 for every length GCM allows, 2^32 - 2 blocks), GHASH from RustCrypto's
+//! `ghash` (CLMUL), and the tag masked with E(K, J0) from RustCrypto's `aes`. The tests check
+//! it against the `aes-gcm` crate, and the test vectors against Python's `cryptography`.
 //!
 //! Callers feed whole 16-byte blocks to `update` and the remainder to `finish`.
 
 use aes::cipher::{
     block_padding::Pkcs7, BlockDecryptMut, BlockEncrypt, BlockEncryptMut, InnerIvInit, KeyInit,
-    StreamCipher,
 };
 use aes::Aes256;
 use ghash::universal_hash::UniversalHash;
@@ -28,14 +28,57 @@ type Block = aes::Block;
 pub const GCM_MAX_PLAINTEXT: u64 = ((1u64 << 32) - 2) * 16;
 
 struct GcmCore {
-    ctr: ctr::Ctr32BE<Aes256>,
+    ctr: Keystream,
     ghash: GHash,
     ek_j0: Block,
     len: u64,
 }
 
+/// AES-256-CTR through aws-lc, applied in place via a reused scratch buffer.
+struct Keystream {
+    key: aws_lc_rs::cipher::StreamingEncryptingKey,
+    scratch: Vec<u8>,
+}
+
+impl Keystream {
+    fn new(key: &SecretKey, counter_block: [u8; 16]) -> Result<Self, CryptoError> {
+        use aws_lc_rs::cipher::{
+            EncryptionContext, StreamingEncryptingKey, UnboundCipherKey, AES_256,
+        };
+        let k =
+            UnboundCipherKey::new(&AES_256, key.expose()).map_err(|_| CryptoError::BadLength)?;
+        let ctx = EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(counter_block));
+        let key =
+            StreamingEncryptingKey::less_safe_ctr(k, ctx).map_err(|_| CryptoError::BadLength)?;
+        Ok(Keystream {
+            key,
+            scratch: Vec::new(),
+        })
+    }
+
+    fn apply(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        // aws-lc asks for room for one more block than the input.
+        self.scratch.resize(buf.len() + 16, 0);
+        let n = self
+            .key
+            .update(buf, &mut self.scratch)
+            .map_err(|_| CryptoError::BadLength)?
+            .written()
+            .len();
+        // CTR is a stream mode: every input byte comes out at once.
+        if n != buf.len() {
+            return Err(CryptoError::BadLength);
+        }
+        buf.copy_from_slice(&self.scratch[..n]);
+        Ok(())
+    }
+}
+
 impl GcmCore {
-    fn new(key: &SecretKey, nonce: &[u8; GCM_NONCE_LEN]) -> Self {
+    fn new(key: &SecretKey, nonce: &[u8; GCM_NONCE_LEN]) -> Result<Self, CryptoError> {
         let aes = Aes256::new(key.expose().into());
         let mut h = Block::default();
         aes.encrypt_block(&mut h);
@@ -45,12 +88,12 @@ impl GcmCore {
         let mut ek_j0 = Block::from(j0);
         aes.encrypt_block(&mut ek_j0);
         j0[15] = 2;
-        GcmCore {
-            ctr: ctr::Ctr32BE::from_core(ctr::CtrCore::inner_iv_init(aes, &j0.into())),
+        Ok(GcmCore {
+            ctr: Keystream::new(key, j0)?,
             ghash: GHash::new(&h),
             ek_j0,
             len: 0,
-        }
+        })
     }
 
     fn count(&mut self, n: usize) -> Result<(), CryptoError> {
@@ -91,7 +134,7 @@ impl StreamSealer {
             Suite::Gcm => {
                 let mut nonce = [0u8; GCM_NONCE_LEN];
                 fill_random(&mut nonce)?;
-                Ok((Self::gcm_with_nonce(key, &nonce), nonce.to_vec()))
+                Ok((Self::gcm_with_nonce(key, &nonce)?, nonce.to_vec()))
             }
             Suite::Cbc => {
                 let mut iv = [0u8; CBC_IV_LEN];
@@ -108,10 +151,10 @@ impl StreamSealer {
         }
     }
 
-    fn gcm_with_nonce(key: &SecretKey, nonce: &[u8; GCM_NONCE_LEN]) -> Self {
-        StreamSealer {
-            inner: SealInner::Gcm(GcmCore::new(key, nonce)),
-        }
+    fn gcm_with_nonce(key: &SecretKey, nonce: &[u8; GCM_NONCE_LEN]) -> Result<Self, CryptoError> {
+        Ok(StreamSealer {
+            inner: SealInner::Gcm(GcmCore::new(key, nonce)?),
+        })
     }
 
     /// Encrypts `buf` in place. `buf.len()` must be a multiple of 16.
@@ -122,7 +165,7 @@ impl StreamSealer {
         match &mut self.inner {
             SealInner::Gcm(g) => {
                 g.count(buf.len())?;
-                g.ctr.apply_keystream(buf);
+                g.ctr.apply(buf)?;
                 g.ghash.update_padded(buf);
             }
             SealInner::Cbc(c) => {
@@ -141,7 +184,7 @@ impl StreamSealer {
             SealInner::Gcm(mut g) => {
                 g.count(last.len())?;
                 let mut out = last.to_vec();
-                g.ctr.apply_keystream(&mut out);
+                g.ctr.apply(&mut out)?;
                 g.ghash.update_padded(&out);
                 out.extend_from_slice(&g.tag());
                 Ok(out)
@@ -183,7 +226,7 @@ impl StreamOpener {
                 let nonce: &[u8; GCM_NONCE_LEN] =
                     header.try_into().map_err(|_| CryptoError::BadLength)?;
                 Ok(StreamOpener {
-                    inner: OpenInner::Gcm(GcmCore::new(key, nonce)),
+                    inner: OpenInner::Gcm(GcmCore::new(key, nonce)?),
                 })
             }
             Suite::Cbc => {
@@ -206,7 +249,7 @@ impl StreamOpener {
             OpenInner::Gcm(g) => {
                 g.count(buf.len())?;
                 g.ghash.update_padded(buf);
-                g.ctr.apply_keystream(buf);
+                g.ctr.apply(buf)?;
             }
             OpenInner::Cbc(c) => {
                 for block in buf.chunks_exact_mut(16) {
@@ -229,7 +272,7 @@ impl StreamOpener {
                 g.count(ct.len())?;
                 g.ghash.update_padded(ct);
                 let mut out = ct.to_vec();
-                g.ctr.apply_keystream(&mut out);
+                g.ctr.apply(&mut out)?;
                 let expect = g.tag();
                 if bool::from(expect.ct_eq(tag)) {
                     Ok(out)
@@ -309,7 +352,7 @@ mod tests {
         #[test]
         fn gcm_stream_matches_aes_gcm(pt in proptest::collection::vec(any::<u8>(), 0..2000), nonce in any::<[u8; 12]>()) {
             let k = key();
-            let mut s = StreamSealer::gcm_with_nonce(&k, &nonce);
+            let mut s = StreamSealer::gcm_with_nonce(&k, &nonce).unwrap();
             let whole = pt.len() / 16 * 16;
             let mut out = pt[..whole].to_vec();
             s.update(&mut out).unwrap();

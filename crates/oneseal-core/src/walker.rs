@@ -461,6 +461,41 @@ impl Engine {
         }
     }
 
+    /// Unwraps the document's distinct data keys concurrently before the item loop, so a
+    /// document with several keys costs one round trip to the key service, not one per key.
+    /// Failures are ignored here (the cache forgets them); the loop reports them with paths.
+    async fn prefetch_keys(&self, top: &Map<String, Value>) {
+        const MAX: usize = 64;
+        fn note<'a>(blobs: &mut Vec<&'a str>, v: Option<&'a Value>) {
+            if let Some(Value::String(s)) = v {
+                if blobs.len() < MAX && !blobs.contains(&s.as_str()) {
+                    blobs.push(s.as_str());
+                }
+            }
+        }
+        let mut blobs: Vec<&str> = Vec::new();
+        note(&mut blobs, top.get(ENCRYPTION_KEY));
+        if let Some(Value::Array(msgs)) = top.get("messages") {
+            msgs.iter()
+                .for_each(|m| note(&mut blobs, m.get(ENCRYPTION_KEY)));
+        }
+        if let Some(Value::Object(ev)) = top.get("event") {
+            for items in ev.values() {
+                if let Value::Array(items) = items {
+                    items
+                        .iter()
+                        .for_each(|m| note(&mut blobs, m.get(ENCRYPTION_KEY)));
+                }
+            }
+        }
+        if blobs.len() < 2 {
+            return;
+        }
+        let decoded: Vec<Vec<u8>> = blobs.iter().filter_map(|b| b64::decode(b).ok()).collect();
+        let _ =
+            futures_util::future::join_all(decoded.iter().map(|b| self.cache.opening_key(b))).await;
+    }
+
     fn compiled_for(&self, kind: &KindPolicy) -> &Compiled {
         let p = &self.policy;
         let i = if std::ptr::eq(kind, &p.one_request) {
@@ -646,6 +681,7 @@ impl Engine {
         let Value::Object(top) = doc else {
             return Err(Error::UnknownPayload("top level is not an object".into()));
         };
+        self.prefetch_keys(top).await;
         let mut path = String::new();
         let mut memo: KeyMemo = None;
         match kind {

