@@ -20,7 +20,7 @@
 //!     Policy::default(),
 //!     EngineOptions::default(),
 //! );
-//! let callback = br#"{"integrationId":"i","event":{"moText":[{"from":"2799900001","content":"hi","encryptionKey":null}]}}"#;
+//! let callback = br#"{"integrationId":"i","event":{"moText":[{"from":"2799900001","encryptionKey":null,"content":"hi"}]}}"#;
 //! let sealed = engine.encrypt_slice(callback, false).await.unwrap();
 //! let (opened, report) = engine.decrypt_slice(&sealed, false).await.unwrap();
 //! assert_eq!(report.items, 1);

@@ -118,7 +118,7 @@ impl GcmCore {
 
 enum SealInner {
     Gcm(GcmCore),
-    Cbc(cbc::Encryptor<Aes256>),
+    Cbc(Box<cbc::Encryptor<Aes256>>),
 }
 
 /// Encrypts a stream chunk by chunk.
@@ -143,7 +143,7 @@ impl StreamSealer {
                 let enc = cbc::Encryptor::inner_iv_init(aes, (&iv).into());
                 Ok((
                     StreamSealer {
-                        inner: SealInner::Cbc(enc),
+                        inner: SealInner::Cbc(Box::new(enc)),
                     },
                     iv.to_vec(),
                 ))
@@ -196,7 +196,7 @@ impl StreamSealer {
 
 enum OpenInner {
     Gcm(GcmCore),
-    Cbc(cbc::Decryptor<Aes256>),
+    Cbc(Box<cbc::Decryptor<Aes256>>),
 }
 
 /// Decrypts a stream chunk by chunk. For gcm the plaintext it yields is **unverified** until
@@ -234,7 +234,7 @@ impl StreamOpener {
                     header.try_into().map_err(|_| CryptoError::BadLength)?;
                 let aes = Aes256::new(key.expose().into());
                 Ok(StreamOpener {
-                    inner: OpenInner::Cbc(cbc::Decryptor::inner_iv_init(aes, iv.into())),
+                    inner: OpenInner::Cbc(Box::new(cbc::Decryptor::inner_iv_init(aes, iv.into()))),
                 })
             }
         }

@@ -188,7 +188,18 @@ impl NonceSource {
         Self::default()
     }
 
+    /// A source for a single value: reads just the bytes asked for.
+    fn single() -> Self {
+        NonceSource {
+            buf: [0; 512],
+            pos: usize::MAX,
+        }
+    }
+
     fn take(&mut self, out: &mut [u8]) -> Result<(), CryptoError> {
+        if self.pos == usize::MAX {
+            return fill_random(out);
+        }
         if self.pos + out.len() > self.buf.len() {
             fill_random(&mut self.buf)?;
             self.pos = 0;
@@ -224,7 +235,7 @@ impl FieldCipher {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        self.seal_into_with(suite, plaintext, out, &mut NonceSource::new())
+        self.seal_into_with(suite, plaintext, out, &mut NonceSource::single())
     }
 
     /// Like [`seal_into`](Self::seal_into), drawing the nonce/IV from `nonces`.
