@@ -86,6 +86,15 @@ mod tests {
         }
     }
 
+    /// Plaintext keys are wiped when dropped: the key types implement `ZeroizeOnDrop`
+    /// (checked at compile time; reading freed memory would need `unsafe`, which this crate
+    /// forbids).
+    #[test]
+    fn key_types_zeroize_on_drop() {
+        fn assert_zod<T: zeroize::ZeroizeOnDrop>() {}
+        assert_zod::<SecretKey>();
+    }
+
     #[test]
     fn zeroize_clears_bytes() {
         let mut k = SecretKey::from_bytes([7; 32]);
