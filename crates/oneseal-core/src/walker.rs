@@ -496,6 +496,42 @@ impl Engine {
             futures_util::future::join_all(decoded.iter().map(|b| self.cache.opening_key(b))).await;
     }
 
+    /// Applies `leaf` to every text leaf of one message/item under `kind` (each leaf once,
+    /// even where user paths overlap). Returns the inline-media rule when the item carries
+    /// inline media, whose `content` was left for the caller.
+    fn visit_text_leaves<'k, F>(
+        &self,
+        m: &mut Map<String, Value>,
+        kind: &'k KindPolicy,
+        path: &mut String,
+        leaf: &mut F,
+    ) -> Result<Option<&'k InlineMedia>, Error>
+    where
+        F: FnMut(&mut Value, &str) -> Result<(), Error>,
+    {
+        let media = kind
+            .inline_media
+            .as_ref()
+            .filter(|im| inline_media_applies(m, im));
+        let compiled = self.compiled_for(kind);
+        let node = if media.is_some() {
+            &compiled.no_content
+        } else {
+            &compiled.all
+        };
+        let base = path.len();
+        let mut seen: HashSet<*const Value> = HashSet::new();
+        let guard = self.overlap_guard;
+        let res = walk_object(m, node, path, &mut |v, p| {
+            if guard && !seen.insert(v as *const Value) {
+                return Ok(());
+            }
+            leaf(v, p)
+        });
+        path.truncate(base);
+        res.map(|()| media)
+    }
+
     fn compiled_for(&self, kind: &KindPolicy) -> &Compiled {
         let p = &self.policy;
         let i = if std::ptr::eq(kind, &p.one_request) {
@@ -845,29 +881,11 @@ impl Engine {
         nonces: &mut NonceSource,
     ) -> Result<(), Error> {
         let suite = self.opts.suite;
-        let media = kind
-            .inline_media
-            .as_ref()
-            .filter(|im| inline_media_applies(m, im));
-        let base = path.len();
         let mut scratch = Vec::new();
-        let mut seen: HashSet<*const Value> = HashSet::new();
-        let guard = self.overlap_guard;
-        let compiled = self.compiled_for(kind);
-        let node = if media.is_some() {
-            &compiled.no_content
-        } else {
-            &compiled.all
-        };
-        let res = walk_object(m, node, path, &mut |v, p| {
+        let media = self.visit_text_leaves(m, kind, path, &mut |v, p| {
             let Some(key) = key else { return Ok(()) };
-            if guard && !seen.insert(v as *const Value) {
-                return Ok(());
-            }
             seal_text(key.cipher(), suite, v, p, &mut scratch, nonces)
-        });
-        path.truncate(base);
-        res?;
+        })?;
         if let Some(im) = media {
             self.seal_media(m, im, key, path)?;
         }
@@ -983,27 +1001,8 @@ impl Engine {
     ) -> Result<(), Error> {
         let suite = self.opts.decrypt_suite;
         let cipher = key.cipher();
-        let media = kind
-            .inline_media
-            .as_ref()
-            .filter(|im| inline_media_applies(m, im));
-        let base = path.len();
-        let mut seen: HashSet<*const Value> = HashSet::new();
-        let guard = self.overlap_guard;
-        let compiled = self.compiled_for(kind);
-        let node = if media.is_some() {
-            &compiled.no_content
-        } else {
-            &compiled.all
-        };
-        let res = walk_object(m, node, path, &mut |v, p| {
-            if guard && !seen.insert(v as *const Value) {
-                return Ok(());
-            }
-            open_text(cipher, suite, v, p)
-        });
-        path.truncate(base);
-        res?;
+        let media =
+            self.visit_text_leaves(m, kind, path, &mut |v, p| open_text(cipher, suite, v, p))?;
         let mut verified_hash = false;
         if let Some(im) = media {
             verified_hash = self.open_media(m, im, cipher, path)?;
