@@ -56,6 +56,23 @@ impl Keystream {
         })
     }
 
+    /// Encrypts `input` into `output` (cleared first), with no copy back.
+    fn apply_into(&mut self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CryptoError> {
+        output.clear();
+        output.resize(input.len() + 16, 0);
+        let n = self
+            .key
+            .update(input, output)
+            .map_err(|_| CryptoError::BadLength)?
+            .written()
+            .len();
+        if n != input.len() {
+            return Err(CryptoError::BadLength);
+        }
+        output.truncate(n);
+        Ok(())
+    }
+
     fn apply(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
         if buf.is_empty() {
             return Ok(());
@@ -175,6 +192,27 @@ impl StreamSealer {
             }
         }
         Ok(())
+    }
+
+    /// Encrypts `input` (a multiple of 16 bytes) into `output`, replacing its contents;
+    /// saves the copy that in-place [`update`](Self::update) makes for gcm.
+    pub fn update_into(&mut self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if input.len() % 16 != 0 {
+            return Err(CryptoError::BadLength);
+        }
+        match &mut self.inner {
+            SealInner::Gcm(g) => {
+                g.count(input.len())?;
+                g.ctr.apply_into(input, output)?;
+                g.ghash.update_padded(output);
+                Ok(())
+            }
+            SealInner::Cbc(_) => {
+                output.clear();
+                output.extend_from_slice(input);
+                self.update(output)
+            }
+        }
     }
 
     /// Encrypts the final (possibly partial) piece and returns the bytes that end the

@@ -175,6 +175,7 @@ pub fn encrypt_stream<R: Read + Send, W: Write>(
         });
         let mut done = 0u64;
         let mut result = Ok(());
+        let mut out = Vec::with_capacity(CHUNK + 16);
         while let Ok((mut buf, n, last)) = full_rx.recv() {
             let step = (|| {
                 if last {
@@ -195,8 +196,10 @@ pub fn encrypt_stream<R: Read + Send, W: Write>(
                     writer.write_all(&tail).map_err(StreamError::Write)?;
                     written += (whole + tail.len()) as u64;
                 } else {
-                    sealer.update(&mut buf[..n]).map_err(StreamError::Crypto)?;
-                    writer.write_all(&buf[..n]).map_err(StreamError::Write)?;
+                    sealer
+                        .update_into(&buf[..n], &mut out)
+                        .map_err(StreamError::Crypto)?;
+                    writer.write_all(&out).map_err(StreamError::Write)?;
                     written += n as u64;
                 }
                 Ok(())
