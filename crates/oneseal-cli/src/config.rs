@@ -95,6 +95,18 @@ pub fn cache_config(fresh: bool, file: &FileConfig) -> CacheConfig {
     c
 }
 
+/// Where the local master key is: the flag/env value, else the config file, else the
+/// default under the user's data directory.
+pub fn local_key_path(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf, CliError> {
+    flag.or_else(|| file.local_key.clone())
+        .or_else(oneseal_core::local::default_key_path)
+        .ok_or_else(|| {
+            CliError::usage(
+                "no data directory for the local key on this system: pass --local-key PATH",
+            )
+        })
+}
+
 /// The key-provider settings after merging.
 pub struct Keys {
     pub kms: KmsConfig,
@@ -141,16 +153,7 @@ pub fn keys(args: &KeyArgs, file: &FileConfig) -> Result<Keys, CliError> {
         connect_timeout: op.map(|d| d.min(Duration::from_secs(3))),
         ..KmsConfig::default()
     };
-    let local_path = args
-        .local_key
-        .clone()
-        .or_else(|| file.local_key.clone())
-        .or_else(oneseal_core::local::default_key_path)
-        .ok_or_else(|| {
-            CliError::usage(
-                "no data directory for the local key on this system: pass --local-key PATH",
-            )
-        });
+    let local_path = local_key_path(args.local_key.clone(), file);
     Ok(Keys { kms, local_path })
 }
 

@@ -1,67 +1,96 @@
 //! `oneseal encrypt`, `oneseal decrypt` and `oneseal key init`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oneseal_core::{Engine, EngineOptions, InitOutcome, KeyCache, LocalProvider};
 
-use crate::cli::{DecryptArgs, EncryptArgs};
+use crate::cli::{DecryptArgs, EncryptArgs, KeyArgs};
 use crate::config::{self, FileConfig};
 use crate::error::CliError;
 use crate::io;
 
+/// What encrypt and decrypt both need before they differ: the policy, the payload family,
+/// the key settings and the input (read only after the arguments validate).
+struct Prepared {
+    policy: oneseal_core::Policy,
+    api: oneseal_core::Api,
+    keys: config::Keys,
+    input: Vec<u8>,
+    name: Option<PathBuf>,
+}
+
+fn prepare(
+    input: Option<&Path>,
+    output: Option<&Path>,
+    fields: &[String],
+    api: Option<&str>,
+    keys: &KeyArgs,
+    file: &FileConfig,
+) -> Result<Prepared, CliError> {
+    let api = config::parse_api(api.or(file.api.as_deref()))?;
+    let policy = config::policy(fields, file)?;
+    let keys = config::keys(keys, file)?;
+    io::check_not_same(input, output)?;
+    Ok(Prepared {
+        policy,
+        api,
+        keys,
+        input: io::read_input(input)?,
+        name: io::input_name(input),
+    })
+}
+
 pub async fn encrypt(a: EncryptArgs, file: &FileConfig) -> Result<(), CliError> {
     let suite = config::parse_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
-    let api = config::parse_api(a.api.as_deref().or(file.api.as_deref()))?;
-    let policy = config::policy(&a.fields, file)?;
-    let keys = config::keys(&a.keys, file)?;
-    io::check_not_same(a.input.as_deref(), a.output.as_deref())?;
-    let input = io::read_input(a.input.as_deref())?;
-    let name = io::input_name(a.input.as_deref());
-    let provider = keys.encrypt_provider()?;
+    let p = prepare(
+        a.input.as_deref(),
+        a.output.as_deref(),
+        &a.fields,
+        a.api.as_deref(),
+        &a.keys,
+        file,
+    )?;
     let cache = Arc::new(KeyCache::new(
-        provider,
+        p.keys.encrypt_provider()?,
         config::cache_config(a.fresh_key_per_message, file),
     ));
-    let engine = Engine::new(
-        cache,
-        policy,
-        EngineOptions {
-            suite,
-            api,
-            ..EngineOptions::default()
-        },
-    );
-    let out = engine
-        .encrypt_slice(&input, a.pretty)
+    let opts = EngineOptions {
+        suite,
+        api: p.api,
+        ..EngineOptions::default()
+    };
+    let out = Engine::new(cache, p.policy, opts)
+        .encrypt_slice(&p.input, a.pretty)
         .await
-        .map_err(|e| CliError::from(e).in_file(name.as_deref()))?;
+        .map_err(|e| CliError::from(e).in_file(p.name.as_deref()))?;
     tracing::info!(suite = %suite, bytes = out.len(), "encrypted");
     io::write_output(a.output.as_deref(), &out)
 }
 
 pub async fn decrypt(a: DecryptArgs, file: &FileConfig) -> Result<(), CliError> {
     let decrypt_suite = config::parse_decrypt_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
-    let api = config::parse_api(a.api.as_deref().or(file.api.as_deref()))?;
-    let policy = config::policy(&a.fields, file)?;
-    let keys = config::keys(&a.keys, file)?;
-    io::check_not_same(a.input.as_deref(), a.output.as_deref())?;
-    let input = io::read_input(a.input.as_deref())?;
-    let name = io::input_name(a.input.as_deref());
-    let provider = keys.decrypt_provider()?;
-    let cache = Arc::new(KeyCache::new(provider, config::cache_config(false, file)));
-    let engine = Engine::new(
-        cache,
-        policy,
-        EngineOptions {
-            decrypt_suite,
-            api,
-            keep_going: a.keep_going,
-            ..EngineOptions::default()
-        },
-    );
-    let (out, report) = engine
-        .decrypt_slice(&input, a.pretty)
+    let p = prepare(
+        a.input.as_deref(),
+        a.output.as_deref(),
+        &a.fields,
+        a.api.as_deref(),
+        &a.keys,
+        file,
+    )?;
+    let cache = Arc::new(KeyCache::new(
+        p.keys.decrypt_provider()?,
+        config::cache_config(false, file),
+    ));
+    let opts = EngineOptions {
+        decrypt_suite,
+        api: p.api,
+        keep_going: a.keep_going,
+        ..EngineOptions::default()
+    };
+    let name = p.name;
+    let (out, report) = Engine::new(cache, p.policy, opts)
+        .decrypt_slice(&p.input, a.pretty)
         .await
         .map_err(|e| CliError::from(e).in_file(name.as_deref()))?;
     tracing::info!(items = report.items, skipped = report.skipped, "decrypted");
@@ -86,12 +115,7 @@ pub async fn decrypt(a: DecryptArgs, file: &FileConfig) -> Result<(), CliError> 
 }
 
 pub fn key_init(local_key: Option<PathBuf>, file: &FileConfig) -> Result<(), CliError> {
-    let path = local_key
-        .or_else(|| file.local_key.clone())
-        .or_else(oneseal_core::local::default_key_path)
-        .ok_or_else(|| {
-            CliError::usage("no data directory on this system: pass --local-key PATH")
-        })?;
+    let path = config::local_key_path(local_key, file)?;
     let (p, outcome) = LocalProvider::init(&path)?;
     match outcome {
         InitOutcome::Created => {

@@ -174,6 +174,13 @@ fn push_key(path: &mut String, k: &str) {
     path.push_str(k);
 }
 
+/// Resets `path` to `messages[i]`.
+fn message_path(path: &mut String, i: usize) {
+    path.clear();
+    path.push_str("messages");
+    push_index(path, i);
+}
+
 fn push_index(path: &mut String, i: usize) {
     // Writing to a String cannot fail.
     let _ = write!(path, "[{i}]");
@@ -601,9 +608,7 @@ impl Engine {
             PayloadKind::OneRequest => {
                 let msgs = messages_mut(top)?;
                 for (i, m) in msgs.iter_mut().enumerate() {
-                    path.clear();
-                    path.push_str("messages");
-                    push_index(&mut path, i);
+                    message_path(&mut path, i);
                     let m = as_object_mut(m, &path)?;
                     refuse_existing_key(m, &path)?;
                     let key = self.sealing_key(&path, dry).await?;
@@ -622,13 +627,9 @@ impl Engine {
             PayloadKind::LegacyRequest => {
                 refuse_existing_key(top, "")?;
                 let mut key = None;
-                let n = messages_mut(top)?.len();
-                for i in 0..n {
-                    path.clear();
-                    path.push_str("messages");
-                    push_index(&mut path, i);
-                    let msgs = messages_mut(top)?;
-                    let m = as_object_mut(&mut msgs[i], &path)?;
+                for (i, m) in messages_mut(top)?.iter_mut().enumerate() {
+                    message_path(&mut path, i);
+                    let m = as_object_mut(m, &path)?;
                     refuse_existing_key(m, &path)?;
                     if key.is_none() {
                         key = self.sealing_key(&path, dry).await?;
@@ -739,13 +740,9 @@ impl Engine {
                     }
                 };
                 let mut used_top = false;
-                let n = messages_mut(top)?.len();
-                for i in 0..n {
-                    path.clear();
-                    path.push_str("messages");
-                    push_index(&mut path, i);
-                    let msgs = messages_mut(top)?;
-                    let m = as_object_mut(&mut msgs[i], &path)?;
+                for (i, m) in messages_mut(top)?.iter_mut().enumerate() {
+                    message_path(&mut path, i);
+                    let m = as_object_mut(m, &path)?;
                     let own = item_key(m, &path)?;
                     let Some((blob, from_top)) = own
                         .map(|k| (k, false))

@@ -126,6 +126,17 @@ fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile, MediaError> {
         .map_err(io_err("create a temporary file beside", dest))
 }
 
+/// The channel that carries empty buffers back between the two pipeline threads, primed
+/// with `DEPTH` buffers of `CHUNK` bytes: all the memory a stream ever uses.
+fn buffer_pool() -> (mpsc::SyncSender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(DEPTH + 1);
+    for _ in 0..DEPTH {
+        // The channel has DEPTH + 1 slots and its receiver is alive: cannot block or fail.
+        let _ = tx.send(vec![0u8; CHUNK]);
+    }
+    (tx, rx)
+}
+
 /// Fills `buf` from `r` until full or EOF; returns the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -153,11 +164,7 @@ pub fn encrypt_stream<R: Read + Send, W: Write>(
     writer.write_all(&header).map_err(StreamError::Write)?;
     let mut written = header.len() as u64;
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize, bool)>(DEPTH);
-    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(DEPTH + 1);
-    for _ in 0..DEPTH {
-        // The channel has DEPTH + 1 slots, so these sends cannot block or fail.
-        let _ = free_tx.send(vec![0u8; CHUNK]);
-    }
+    let (free_tx, free_rx) = buffer_pool();
     thread::scope(|s| {
         let hasher = s.spawn(move || -> Result<(u64, [u8; 32]), io::Error> {
             let mut h = Sha256::new();
@@ -309,11 +316,7 @@ pub fn decrypt_stream<R: Read, W: Write + Send>(
     // Everything before the tail goes through `update` in whole blocks.
     let mut bulk = (body - t) / 16 * 16;
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(DEPTH);
-    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(DEPTH + 1);
-    for _ in 0..DEPTH {
-        // DEPTH + 1 slots: cannot block or fail.
-        let _ = free_tx.send(vec![0u8; CHUNK]);
-    }
+    let (free_tx, free_rx) = buffer_pool();
     thread::scope(|s| {
         let sink = s.spawn(move || -> Result<(u64, [u8; 32]), io::Error> {
             let mut hs = Sha256::new();
