@@ -2,113 +2,37 @@
 //! memory. Output is byte-for-byte the media format of DESIGN §3:
 //! `gcm`: nonce(12) ‖ ciphertext ‖ tag(16); `cbc`: iv(16) ‖ PKCS#7-padded ciphertext.
 //!
-//! AES-GCM is composed exactly as NIST SP 800-38D defines it with a 96-bit nonce and no AAD:
-//! the keystream from AES-CTR starting at counter block 2 (aws-lc's CTR; its 128-bit counter
-//! equals GCM's inc32 for every length GCM allows, 2^32 - 2 blocks), GHASH from RustCrypto's
-//! `ghash` (CLMUL), and the tag masked with E(K, J0) from RustCrypto's `aes`. The tests check
-//! it against the `aes-gcm` crate, and the test vectors against Python's `cryptography`.
+//! AES-GCM runs through aws-lc's incremental `EVP_aes_256_gcm` (see `evp_gcm` for why);
+//! the tests check it against the `aes-gcm` crate, and the test vectors against Python's
+//! `cryptography`. AES-CBC is RustCrypto's `cbc`.
 //!
 //! Callers feed whole 16-byte blocks to `update` and the remainder to `finish`.
 
-use aes::cipher::{
-    block_padding::Pkcs7, BlockDecryptMut, BlockEncrypt, BlockEncryptMut, InnerIvInit, KeyInit,
-};
+use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, InnerIvInit, KeyInit};
 use aes::Aes256;
-use ghash::universal_hash::UniversalHash;
-use ghash::GHash;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use crate::evp_gcm::EvpGcm;
 use crate::secret::SecretKey;
 use crate::suite::{fill_random, CryptoError, Suite, CBC_IV_LEN, GCM_NONCE_LEN, GCM_TAG_LEN};
-
-type Block = aes::Block;
 
 /// GCM's limit for one nonce: 2^32 - 2 blocks of plaintext.
 pub const GCM_MAX_PLAINTEXT: u64 = ((1u64 << 32) - 2) * 16;
 
+/// A GCM operation and the byte count that keeps it within [`GCM_MAX_PLAINTEXT`].
 struct GcmCore {
-    ctr: Keystream,
-    ghash: GHash,
-    ek_j0: Block,
+    evp: EvpGcm,
     len: u64,
 }
 
-/// AES-256-CTR through aws-lc, applied in place via a reused scratch buffer.
-struct Keystream {
-    key: aws_lc_rs::cipher::StreamingEncryptingKey,
-    scratch: Vec<u8>,
-}
-
-impl Keystream {
-    fn new(key: &SecretKey, counter_block: [u8; 16]) -> Result<Self, CryptoError> {
-        use aws_lc_rs::cipher::{
-            EncryptionContext, StreamingEncryptingKey, UnboundCipherKey, AES_256,
-        };
-        let k =
-            UnboundCipherKey::new(&AES_256, key.expose()).map_err(|_| CryptoError::BadLength)?;
-        let ctx = EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(counter_block));
-        let key =
-            StreamingEncryptingKey::less_safe_ctr(k, ctx).map_err(|_| CryptoError::BadLength)?;
-        Ok(Keystream {
-            key,
-            scratch: Vec::new(),
-        })
-    }
-
-    /// Encrypts `input` into `output` (cleared first), with no copy back.
-    fn apply_into(&mut self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CryptoError> {
-        output.clear();
-        output.resize(input.len() + 16, 0);
-        let n = self
-            .key
-            .update(input, output)
-            .map_err(|_| CryptoError::BadLength)?
-            .written()
-            .len();
-        if n != input.len() {
-            return Err(CryptoError::BadLength);
-        }
-        output.truncate(n);
-        Ok(())
-    }
-
-    fn apply(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        // aws-lc asks for room for one more block than the input.
-        self.scratch.resize(buf.len() + 16, 0);
-        let n = self
-            .key
-            .update(buf, &mut self.scratch)
-            .map_err(|_| CryptoError::BadLength)?
-            .written()
-            .len();
-        // CTR is a stream mode: every input byte comes out at once.
-        if n != buf.len() {
-            return Err(CryptoError::BadLength);
-        }
-        buf.copy_from_slice(&self.scratch[..n]);
-        Ok(())
-    }
-}
-
 impl GcmCore {
-    fn new(key: &SecretKey, nonce: &[u8; GCM_NONCE_LEN]) -> Result<Self, CryptoError> {
-        let aes = Aes256::new(key.expose().into());
-        let mut h = Block::default();
-        aes.encrypt_block(&mut h);
-        let mut j0 = [0u8; 16];
-        j0[..GCM_NONCE_LEN].copy_from_slice(nonce);
-        j0[15] = 1;
-        let mut ek_j0 = Block::from(j0);
-        aes.encrypt_block(&mut ek_j0);
-        j0[15] = 2;
+    fn new(
+        key: &SecretKey,
+        nonce: &[u8; GCM_NONCE_LEN],
+        encrypt: bool,
+    ) -> Result<Self, CryptoError> {
         Ok(GcmCore {
-            ctr: Keystream::new(key, j0)?,
-            ghash: GHash::new(&h),
-            ek_j0,
+            evp: EvpGcm::new(key, nonce, encrypt)?,
             len: 0,
         })
     }
@@ -120,22 +44,47 @@ impl GcmCore {
         }
         Ok(())
     }
-
-    fn tag(mut self) -> [u8; GCM_TAG_LEN] {
-        let mut lens = Block::default();
-        lens[8..].copy_from_slice(&(self.len * 8).to_be_bytes());
-        self.ghash.update(&[lens]);
-        let mut tag: [u8; GCM_TAG_LEN] = self.ghash.finalize().into();
-        for (t, e) in tag.iter_mut().zip(self.ek_j0.iter()) {
-            *t ^= e;
-        }
-        tag
-    }
 }
 
 enum SealInner {
     Gcm(GcmCore),
-    Cbc(Box<cbc::Encryptor<Aes256>>),
+    Cbc(CbcSealer),
+}
+
+/// AES-256-CBC encryption with PKCS#7 padding through aws-lc-rs: CBC encryption is serial
+/// (each block waits for the last), and aws-lc's is the faster of the two here (960 MB/s
+/// against 900 MB/s for RustCrypto `cbc`), which is what the media stream runs at with cbc.
+struct CbcSealer {
+    key: aws_lc_rs::cipher::StreamingEncryptingKey,
+}
+
+impl CbcSealer {
+    fn new(key: &SecretKey, iv: [u8; CBC_IV_LEN]) -> Result<Self, CryptoError> {
+        use aws_lc_rs::cipher::{
+            EncryptionContext, StreamingEncryptingKey, UnboundCipherKey, AES_256,
+        };
+        let k = UnboundCipherKey::new(&AES_256, key.expose()).map_err(|_| CryptoError::Library)?;
+        let ctx = EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(iv));
+        let key = StreamingEncryptingKey::less_safe_cbc_pkcs7(k, ctx)
+            .map_err(|_| CryptoError::Library)?;
+        Ok(CbcSealer { key })
+    }
+
+    /// Encrypts whole blocks from `input` into `output` (which has room for one more
+    /// block, as aws-lc asks); returns the bytes written, always `input.len()`.
+    fn blocks(&mut self, input: &[u8], output: &mut [u8]) -> Result<usize, CryptoError> {
+        let n = self
+            .key
+            .update(input, output)
+            .map_err(|_| CryptoError::BadLength)?
+            .written()
+            .len();
+        // With whole blocks in, CBC encryption holds nothing back.
+        if n != input.len() {
+            return Err(CryptoError::BadLength);
+        }
+        Ok(n)
+    }
 }
 
 /// Encrypts a stream chunk by chunk.
@@ -156,11 +105,9 @@ impl StreamSealer {
             Suite::Cbc => {
                 let mut iv = [0u8; CBC_IV_LEN];
                 fill_random(&mut iv)?;
-                let aes = Aes256::new(key.expose().into());
-                let enc = cbc::Encryptor::inner_iv_init(aes, (&iv).into());
                 Ok((
                     StreamSealer {
-                        inner: SealInner::Cbc(Box::new(enc)),
+                        inner: SealInner::Cbc(CbcSealer::new(key, iv)?),
                     },
                     iv.to_vec(),
                 ))
@@ -168,9 +115,16 @@ impl StreamSealer {
         }
     }
 
+    #[cfg(test)]
+    fn cbc_with_iv(key: &SecretKey, iv: [u8; CBC_IV_LEN]) -> Result<Self, CryptoError> {
+        Ok(StreamSealer {
+            inner: SealInner::Cbc(CbcSealer::new(key, iv)?),
+        })
+    }
+
     fn gcm_with_nonce(key: &SecretKey, nonce: &[u8; GCM_NONCE_LEN]) -> Result<Self, CryptoError> {
         Ok(StreamSealer {
-            inner: SealInner::Gcm(GcmCore::new(key, nonce)?),
+            inner: SealInner::Gcm(GcmCore::new(key, nonce, true)?),
         })
     }
 
@@ -182,13 +136,12 @@ impl StreamSealer {
         match &mut self.inner {
             SealInner::Gcm(g) => {
                 g.count(buf.len())?;
-                g.ctr.apply(buf)?;
-                g.ghash.update_padded(buf);
+                g.evp.apply(buf)?;
             }
             SealInner::Cbc(c) => {
-                for block in buf.chunks_exact_mut(16) {
-                    c.encrypt_block_mut(Block::from_mut_slice(block));
-                }
+                let mut out = vec![0u8; buf.len() + 16];
+                let n = c.blocks(buf, &mut out)?;
+                buf.copy_from_slice(&out[..n]);
             }
         }
         Ok(())
@@ -203,14 +156,17 @@ impl StreamSealer {
         match &mut self.inner {
             SealInner::Gcm(g) => {
                 g.count(input.len())?;
-                g.ctr.apply_into(input, output)?;
-                g.ghash.update_padded(output);
-                Ok(())
+                // Only a length change is zero-filled; the buffer is reused chunk after chunk.
+                output.truncate(input.len());
+                output.resize(input.len(), 0);
+                g.evp.apply_into(input, output)
             }
-            SealInner::Cbc(_) => {
-                output.clear();
-                output.extend_from_slice(input);
-                self.update(output)
+            SealInner::Cbc(c) => {
+                output.truncate(input.len() + 16);
+                output.resize(input.len() + 16, 0);
+                let n = c.blocks(input, output)?;
+                output.truncate(n);
+                Ok(())
             }
         }
     }
@@ -222,12 +178,29 @@ impl StreamSealer {
             SealInner::Gcm(mut g) => {
                 g.count(last.len())?;
                 let mut out = last.to_vec();
-                g.ctr.apply(&mut out)?;
-                g.ghash.update_padded(&out);
-                out.extend_from_slice(&g.tag());
+                g.evp.apply(&mut out)?;
+                out.extend_from_slice(&g.evp.tag()?);
                 Ok(out)
             }
-            SealInner::Cbc(c) => Ok(c.encrypt_padded_vec_mut::<Pkcs7>(last)),
+            SealInner::Cbc(mut c) => {
+                // `last` is under a block: aws-lc buffers it and `finish` pads it out.
+                let mut out = vec![0u8; last.len() + 2 * 16];
+                let n = c
+                    .key
+                    .update(last, &mut out)
+                    .map_err(|_| CryptoError::BadLength)?
+                    .written()
+                    .len();
+                let m = c
+                    .key
+                    .finish(&mut out[n..])
+                    .map_err(|_| CryptoError::BadLength)?
+                    .1
+                    .written()
+                    .len();
+                out.truncate(n + m);
+                Ok(out)
+            }
         }
     }
 }
@@ -264,7 +237,7 @@ impl StreamOpener {
                 let nonce: &[u8; GCM_NONCE_LEN] =
                     header.try_into().map_err(|_| CryptoError::BadLength)?;
                 Ok(StreamOpener {
-                    inner: OpenInner::Gcm(GcmCore::new(key, nonce)?),
+                    inner: OpenInner::Gcm(GcmCore::new(key, nonce, false)?),
                 })
             }
             Suite::Cbc => {
@@ -286,13 +259,13 @@ impl StreamOpener {
         match &mut self.inner {
             OpenInner::Gcm(g) => {
                 g.count(buf.len())?;
-                g.ghash.update_padded(buf);
-                g.ctr.apply(buf)?;
+                g.evp.apply(buf)?;
             }
             OpenInner::Cbc(c) => {
-                for block in buf.chunks_exact_mut(16) {
-                    c.decrypt_block_mut(Block::from_mut_slice(block));
-                }
+                // All blocks in one call: CBC decryption runs AES on several blocks at once.
+                // `buf` is whole blocks (checked above), so nothing is left over.
+                let (blocks, _) = aes::cipher::inout::InOutBuf::from(buf).into_chunks();
+                c.decrypt_blocks_inout_mut(blocks);
             }
         }
         Ok(())
@@ -307,16 +280,12 @@ impl StreamOpener {
                     return Err(CryptoError::BadLength);
                 }
                 let (ct, tag) = tail.split_at(tail.len() - GCM_TAG_LEN);
+                let tag: &[u8; GCM_TAG_LEN] = tag.try_into().map_err(|_| CryptoError::BadLength)?;
                 g.count(ct.len())?;
-                g.ghash.update_padded(ct);
                 let mut out = ct.to_vec();
-                g.ctr.apply(&mut out)?;
-                let expect = g.tag();
-                if bool::from(expect.ct_eq(tag)) {
-                    Ok(out)
-                } else {
-                    Err(CryptoError::Authentication)
-                }
+                g.evp.apply(&mut out)?;
+                g.evp.verify(tag)?;
+                Ok(out)
             }
             OpenInner::Cbc(c) => {
                 if tail.is_empty() || tail.len() % 16 != 0 {
@@ -402,6 +371,57 @@ mod tests {
             prop_assert_eq!(open_buffer(&k, Suite::Gcm, &framed).unwrap(), pt);
         }
 
+        /// aws-lc's streamed CBC must be exactly RustCrypto `cbc`'s output, in place or not.
+        #[test]
+        fn cbc_stream_matches_cbc_crate(pt in proptest::collection::vec(any::<u8>(), 0..2000), iv in any::<[u8; 16]>(), cut in 0usize..64) {
+            let k = key();
+            let whole = pt.len() / 16 * 16;
+            let cut = (cut * 16).min(whole);
+            let mut s = StreamSealer::cbc_with_iv(&k, iv).unwrap();
+            let mut out = iv.to_vec();
+            let mut first = pt[..cut].to_vec();
+            s.update(&mut first).unwrap();
+            out.extend_from_slice(&first);
+            let mut scratch = Vec::new();
+            s.update_into(&pt[cut..whole], &mut scratch).unwrap();
+            out.extend_from_slice(&scratch);
+            out.extend_from_slice(&s.finish(&pt[whole..]).unwrap());
+            let reference = FieldCipher::new(&k).seal_with_nonce_for_tests(Suite::Cbc, &iv, &pt).unwrap();
+            prop_assert_eq!(&out, &reference);
+        }
+
+        /// Any split of the stream into `update` calls gives the same bytes, both ways.
+        #[test]
+        fn gcm_stream_split_anywhere(pt in proptest::collection::vec(any::<u8>(), 0..3000), cuts in proptest::collection::vec(0usize..200, 0..6), nonce in any::<[u8; 12]>()) {
+            let k = key();
+            let whole = pt.len() / 16 * 16;
+            let mut pieces = vec![];
+            let mut at = 0;
+            for c in cuts {
+                let end = (at + c * 16).min(whole);
+                pieces.push(at..end);
+                at = end;
+            }
+            pieces.push(at..whole);
+            let mut s = StreamSealer::gcm_with_nonce(&k, &nonce).unwrap();
+            let mut out = nonce.to_vec();
+            let mut scratch = Vec::new();
+            for r in &pieces {
+                s.update_into(&pt[r.clone()], &mut scratch).unwrap();
+                out.extend_from_slice(&scratch);
+            }
+            out.extend_from_slice(&s.finish(&pt[whole..]).unwrap());
+            let reference = FieldCipher::new(&k).seal_with_nonce_for_tests(Suite::Gcm, &nonce, &pt).unwrap();
+            prop_assert_eq!(&out, &reference);
+            let mut o = StreamOpener::new(&k, Suite::Gcm, &nonce).unwrap();
+            let mut back = out[12..12 + whole].to_vec();
+            for r in &pieces {
+                o.update(&mut back[r.clone()]).unwrap();
+            }
+            back.extend_from_slice(&o.finish(&out[12 + whole..]).unwrap());
+            prop_assert_eq!(back, pt);
+        }
+
         #[test]
         fn buffer_round_trip_both_suites(pt in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let k = key();
@@ -414,6 +434,32 @@ mod tests {
                 prop_assert_eq!(FieldCipher::new(&k).open(DecryptSuite::from(suite), &ct).unwrap(), pt.clone());
             }
         }
+    }
+
+    #[test]
+    fn gcm_tag_is_checked_whatever_bytes_were_streamed() {
+        let k = key();
+        let (ct, _) = seal_with_hash(&k, Suite::Gcm, &[3u8; 64]).unwrap();
+        for flip in [12, 12 + 63, ct.len() - 1] {
+            let mut bad = ct.clone();
+            bad[flip] ^= 1;
+            assert_eq!(
+                open_buffer(&k, Suite::Gcm, &bad),
+                Err(CryptoError::Authentication),
+                "flip at {flip}"
+            );
+        }
+        assert_eq!(
+            open_buffer(&SecretKey::from_bytes([0x43; 32]), Suite::Gcm, &ct),
+            Err(CryptoError::Authentication)
+        );
+        // A context only does what it was made for.
+        let nonce = [0u8; 12];
+        assert!(EvpGcm::new(&k, &nonce, false).unwrap().tag().is_err());
+        assert!(EvpGcm::new(&k, &nonce, true)
+            .unwrap()
+            .verify(&[0; 16])
+            .is_err());
     }
 
     #[test]

@@ -137,6 +137,10 @@ pub enum CryptoError {
     /// The OS random number generator failed.
     #[error("the operating system's random number generator failed")]
     Rng,
+    /// The cryptographic library could not set up an operation (it only fails when out of
+    /// memory).
+    #[error("the cryptographic library failed to start (out of memory?)")]
+    Library,
 }
 
 /// An AES-256 data key with its key schedules expanded once, for GCM and CBC.
