@@ -354,6 +354,139 @@ fn media_with_kms_reports_the_key_arn() {
     );
 }
 
+/// The issue's own check: a 256 MiB file with a KMS data key, both suites. Python
+/// (boto3 + `cryptography`) opens it to the original, `sha256FileHash` is the plaintext's,
+/// `uploadQuery` parses back; `media decrypt` restores it; one flipped byte in the middle
+/// exits 4 with nothing at -o.
+#[test]
+fn a_256_mib_file_with_kms_both_suites() {
+    use sha2::{Digest, Sha256};
+    let dir = tempdir();
+    let m = moto();
+    let arn = create_key(&m.url);
+    let mut env = aws_env();
+    env.push(("AWS_ENDPOINT_URL_KMS", m.url.as_str()));
+    // 256 distinct 1 MiB blocks (each tagged with its index) plus an odd tail, so a chunk
+    // written twice, dropped or out of order cannot go unnoticed.
+    let orig = dir.path().join("broadcast.mp4");
+    let mut block: Vec<u8> = (0..1usize << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let mut data = Vec::with_capacity((256 << 20) + 13);
+    for i in 0..256u32 {
+        block[..4].copy_from_slice(&i.to_be_bytes());
+        data.extend_from_slice(&block);
+    }
+    data.extend_from_slice(b"tail 13 bytes");
+    std::fs::write(&orig, &data).unwrap();
+    let digest = hex::encode(Sha256::digest(&data));
+    drop(data);
+    let orig = orig.to_str().unwrap().to_string();
+    let enc = dir.path().join("b.enc").to_str().unwrap().to_string();
+    let back = dir.path().join("back.mp4").to_str().unwrap().to_string();
+    for suite in ["gcm", "cbc"] {
+        let o = oneseal(
+            &[
+                "media",
+                "encrypt",
+                &orig,
+                "-o",
+                &enc,
+                "--to",
+                "27825550100",
+                "--suite",
+                suite,
+                "--kms-key-id",
+                &arn,
+                "--no-progress",
+            ],
+            None,
+            &env,
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let meta: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(meta["sha256FileHash"], digest.as_str(), "{suite}");
+        assert_eq!(meta["kmsArn"], arn.as_str());
+        assert_eq!(meta["suite"], suite);
+        let j = dir.path().join("u.json");
+        std::fs::write(&j, &o.stdout).unwrap();
+        let py = std::process::Command::new("python3")
+            .args([
+                "scripts/interop.py",
+                "open-media",
+                &enc,
+                &orig,
+                "--upload-json",
+                j.to_str().unwrap(),
+                "--to",
+                "27825550100",
+                "--kms-endpoint",
+                &m.url,
+            ])
+            .current_dir(root())
+            .envs(aws_env())
+            .output()
+            .unwrap();
+        assert!(
+            py.status.success(),
+            "{suite}: {}",
+            String::from_utf8_lossy(&py.stdout)
+        );
+        let key = meta["encryptionKey"].as_str().unwrap();
+        let o = oneseal(
+            &[
+                "media",
+                "decrypt",
+                &enc,
+                "-o",
+                &back,
+                "--encryption-key",
+                key,
+                "--sha256",
+                &digest,
+                "--no-progress",
+            ],
+            None,
+            &env,
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(
+            hex::encode(Sha256::digest(std::fs::read(&back).unwrap())),
+            digest
+        );
+        std::fs::remove_file(&back).unwrap();
+        // One flipped byte in the middle: exit 4 (tag for gcm, SHA-256 for cbc), nothing at -o.
+        let mut sealed = std::fs::read(&enc).unwrap();
+        sealed[128 << 20] ^= 0x01;
+        std::fs::write(&enc, &sealed).unwrap();
+        drop(sealed);
+        let o = oneseal(
+            &[
+                "media",
+                "decrypt",
+                &enc,
+                "-o",
+                &back,
+                "--encryption-key",
+                key,
+                "--sha256",
+                &digest,
+                "--no-progress",
+            ],
+            None,
+            &env,
+        );
+        assert_eq!(code(&o), 4, "{suite}: {}", stderr(&o));
+        assert!(!std::path::Path::new(&back).exists(), "{suite}");
+        std::fs::remove_file(&enc).unwrap();
+    }
+    // No temporary files left beside the outputs either.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".oneseal-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn size_warnings() {
     let dir = tempdir();

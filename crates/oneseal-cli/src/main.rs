@@ -84,12 +84,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))
 }
 
+/// Media makes one key-service call and then works on its own threads: a single-threaded
+/// runtime is enough and keeps worker threads (and their memory) out of the RSS budget.
+fn small_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     let file = FileConfig::load(cli.config.as_deref())?;
     match cli.command {
         Command::Encrypt(a) => runtime()?.block_on(docs::encrypt(a, &file)),
         Command::Decrypt(a) => runtime()?.block_on(docs::decrypt(a, &file)),
-        Command::Media(m) => runtime()?.block_on(media::run(m, &file)),
+        Command::Media(m) => small_runtime()?.block_on(media::run(m, &file)),
         Command::Flows(f) => flows::run(f),
         Command::Key(KeyCommand::Init { local_key }) => docs::key_init(local_key, &file),
     }
