@@ -3,8 +3,10 @@
 //! Streaming media encryption for WhatsApp uploads, broadcasts and downloaded media, in the
 //! media formats of DESIGN §3 (`gcm`: nonce ‖ ciphertext ‖ tag; `cbc`: IV ‖ padded
 //! ciphertext). Encryption computes the SHA-256 of the **plaintext** in the same pass
-//! (`sha256FileHash` / `sha256Hash`), on a second core: one thread reads and hashes while the
-//! other encrypts and writes. Memory is a few fixed 256 KiB buffers whatever the file size.
+//! (`sha256FileHash` / `sha256Hash`), on a second core: SHA-256, the one step that cannot be
+//! split, gets a thread of its own while the other reads, encrypts and writes (see
+//! [`encrypt_stream`] for cbc). Memory is a few fixed 256 KiB buffers whatever the file size,
+//! and output files are synced behind the writes so the sync before the rename is short.
 //!
 //! Decryption writes to a temporary file beside the destination, verifies the GCM tag and
 //! (when given) the plaintext SHA-256, and only then renames it into place: on any failure
