@@ -567,7 +567,8 @@ impl Engine {
     pub async fn encrypt_slice(&self, input: &[u8], pretty: bool) -> Result<Vec<u8>, Error> {
         let mut doc = parse(input)?;
         self.encrypt_document(&mut doc).await?;
-        serialize(&doc, pretty)
+        // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
+        serialize_sized(&doc, pretty, input.len() * 2 + 4096)
     }
 
     /// Parses, decrypts and serializes a document.
@@ -578,7 +579,7 @@ impl Engine {
     ) -> Result<(Vec<u8>, Report), Error> {
         let mut doc = parse(input)?;
         let report = self.decrypt_document(&mut doc).await?;
-        Ok((serialize(&doc, pretty)?, report))
+        Ok((serialize_sized(&doc, pretty, input.len() + 4096)?, report))
     }
 
     /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey` (DESIGN §4).
@@ -1178,10 +1179,17 @@ pub fn parse(input: &[u8]) -> Result<Value, Error> {
 
 /// Serializes a document, compact or pretty, with a trailing newline.
 pub fn serialize(doc: &Value, pretty: bool) -> Result<Vec<u8>, Error> {
-    let mut out = if pretty {
-        serde_json::to_vec_pretty(doc)
+    serialize_sized(doc, pretty, 4096)
+}
+
+/// [`serialize`] into a buffer reserved for about `hint` bytes, which saves the copies of
+/// growing it step by step for a large document (reserved but unused memory costs nothing).
+fn serialize_sized(doc: &Value, pretty: bool, hint: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(hint);
+    if pretty {
+        serde_json::to_writer_pretty(&mut out, doc)
     } else {
-        serde_json::to_vec(doc)
+        serde_json::to_writer(&mut out, doc)
     }
     .map_err(|e| Error::Json(e.to_string()))?;
     out.push(b'\n');
