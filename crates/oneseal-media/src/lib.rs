@@ -641,6 +641,74 @@ mod tests {
         }
     }
 
+    /// A writer that accepts `left` bytes, then fails like a full disk.
+    struct FullDisk {
+        left: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("no space left on device"));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reader that yields `left` bytes, then fails like a vanished network mount.
+    struct FailingReader {
+        left: usize,
+    }
+
+    impl Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("stale file handle"));
+            }
+            let n = buf.len().min(self.left);
+            buf[..n].fill(7);
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    /// Whichever thread writes (the encrypting one for gcm, the hashing one for cbc), a write
+    /// or read failure mid-stream comes back as that error, and neither thread hangs.
+    #[test]
+    fn mid_stream_failures_surface_and_do_not_hang() {
+        let data = vec![1u8; 5 * CHUNK + 3];
+        for suite in [Suite::Gcm, Suite::Cbc] {
+            for left in [0, 100, 2 * CHUNK + 5] {
+                let mut w = FullDisk { left };
+                let e = encrypt_stream(&key(), suite, &data[..], &mut w, &|_| {}).unwrap_err();
+                assert!(matches!(e, StreamError::Write(_)), "{suite} {left}: {e}");
+            }
+            for left in [0, 10, 3 * CHUNK] {
+                let r = FailingReader { left };
+                let e = encrypt_stream(&key(), suite, r, &mut io::sink(), &|_| {}).unwrap_err();
+                assert!(matches!(e, StreamError::Read(_)), "{suite} {left}: {e}");
+            }
+            let mut sealed = Vec::new();
+            encrypt_stream(&key(), suite, &data[..], &mut sealed, &|_| {}).unwrap();
+            let mut w = FullDisk { left: CHUNK + 1 };
+            let e = decrypt_stream(
+                &key(),
+                suite,
+                &sealed[..],
+                sealed.len() as u64,
+                &mut w,
+                &|_| {},
+            )
+            .unwrap_err();
+            assert!(matches!(e, StreamError::Write(_)), "{suite}: {e}");
+        }
+    }
+
     #[test]
     fn failures_leave_nothing_at_output() {
         let dir = tempfile::tempdir().unwrap();
