@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use support::moto::{aws_env, create_key, moto};
+use support::moto::{aws_env, create_key, moto, Moto};
 use support::*;
 
 fn sample(dir: &std::path::Path, name: &str, len: usize) -> String {
@@ -13,6 +13,57 @@ fn sample(dir: &std::path::Path, name: &str, len: usize) -> String {
     let p = dir.join(name);
     std::fs::write(&p, data).unwrap();
     p.to_str().unwrap().to_string()
+}
+
+/// A temp dir, the shared moto server, a fresh KMS key in it, and the environment that
+/// points oneseal at that server.
+fn with_kms() -> (
+    tempfile::TempDir,
+    &'static Moto,
+    String,
+    Vec<(&'static str, &'static str)>,
+) {
+    let m = moto();
+    let arn = create_key(&m.url);
+    let mut env = aws_env();
+    env.push(("AWS_ENDPOINT_URL_KMS", m.url.as_str()));
+    (tempdir(), m, arn, env)
+}
+
+/// The independent check of a KMS-encrypted upload: boto3 unwraps the data key from moto,
+/// Python `cryptography` opens `enc` to `orig`, and the printed upload JSON (`meta`) must hold
+/// the plaintext's SHA-256 and a query that parses back (`scripts/interop.py open-media`).
+fn python_opens_with_kms(
+    dir: &std::path::Path,
+    enc: &str,
+    orig: &str,
+    meta: &[u8],
+    to: &str,
+    moto_url: &str,
+) -> (bool, String) {
+    let j = dir.join("upload.json");
+    std::fs::write(&j, meta).unwrap();
+    let py = std::process::Command::new("python3")
+        .args([
+            "scripts/interop.py",
+            "open-media",
+            enc,
+            orig,
+            "--upload-json",
+            j.to_str().unwrap(),
+            "--to",
+            to,
+            "--kms-endpoint",
+            moto_url,
+        ])
+        .current_dir(root())
+        .envs(aws_env())
+        .output()
+        .unwrap();
+    (
+        py.status.success(),
+        String::from_utf8_lossy(&py.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -302,11 +353,7 @@ fn decrypt_with_key_and_hash_from_a_momedia_callback() {
 
 #[test]
 fn media_with_kms_reports_the_key_arn() {
-    let dir = tempdir();
-    let m = moto();
-    let arn = create_key(&m.url);
-    let mut env = aws_env();
-    env.push(("AWS_ENDPOINT_URL_KMS", m.url.as_str()));
+    let (dir, m, arn, env) = with_kms();
     let orig = sample(dir.path(), "promo.mp4", 2_000_000);
     let enc = dir.path().join("promo.enc").to_str().unwrap().to_string();
     let o = oneseal(
@@ -328,30 +375,9 @@ fn media_with_kms_reports_the_key_arn() {
     let meta: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(meta["kmsArn"], arn.as_str());
     assert_eq!(meta["contentType"], "video/mp4");
-    let j = dir.path().join("u.json");
-    std::fs::write(&j, &o.stdout).unwrap();
-    let py = std::process::Command::new("python3")
-        .args([
-            "scripts/interop.py",
-            "open-media",
-            &enc,
-            &orig,
-            "--upload-json",
-            j.to_str().unwrap(),
-            "--to",
-            "27 82 555 0100",
-            "--kms-endpoint",
-            &m.url,
-        ])
-        .current_dir(root())
-        .envs(aws_env())
-        .output()
-        .unwrap();
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stdout)
-    );
+    let (ok, out) =
+        python_opens_with_kms(dir.path(), &enc, &orig, &o.stdout, "27 82 555 0100", &m.url);
+    assert!(ok, "{out}");
 }
 
 /// The issue's own check: a 256 MiB file with a KMS data key, both suites. Python
@@ -361,11 +387,7 @@ fn media_with_kms_reports_the_key_arn() {
 #[test]
 fn a_256_mib_file_with_kms_both_suites() {
     use sha2::{Digest, Sha256};
-    let dir = tempdir();
-    let m = moto();
-    let arn = create_key(&m.url);
-    let mut env = aws_env();
-    env.push(("AWS_ENDPOINT_URL_KMS", m.url.as_str()));
+    let (dir, m, arn, env) = with_kms();
     // 256 distinct 1 MiB blocks (each tagged with its index) plus an odd tail, so a chunk
     // written twice, dropped or out of order cannot go unnoticed.
     let orig = dir.path().join("broadcast.mp4");
@@ -406,33 +428,12 @@ fn a_256_mib_file_with_kms_both_suites() {
         assert_eq!(meta["sha256FileHash"], digest.as_str(), "{suite}");
         assert_eq!(meta["kmsArn"], arn.as_str());
         assert_eq!(meta["suite"], suite);
-        let j = dir.path().join("u.json");
-        std::fs::write(&j, &o.stdout).unwrap();
-        let py = std::process::Command::new("python3")
-            .args([
-                "scripts/interop.py",
-                "open-media",
-                &enc,
-                &orig,
-                "--upload-json",
-                j.to_str().unwrap(),
-                "--to",
-                "27825550100",
-                "--kms-endpoint",
-                &m.url,
-            ])
-            .current_dir(root())
-            .envs(aws_env())
-            .output()
-            .unwrap();
-        assert!(
-            py.status.success(),
-            "{suite}: {}",
-            String::from_utf8_lossy(&py.stdout)
-        );
+        let (ok, out) =
+            python_opens_with_kms(dir.path(), &enc, &orig, &o.stdout, "27825550100", &m.url);
+        assert!(ok, "{suite}: {out}");
         let key = meta["encryptionKey"].as_str().unwrap();
-        let o = oneseal(
-            &[
+        let decrypt = || {
+            let args = [
                 "media",
                 "decrypt",
                 &enc,
@@ -443,10 +444,10 @@ fn a_256_mib_file_with_kms_both_suites() {
                 "--sha256",
                 &digest,
                 "--no-progress",
-            ],
-            None,
-            &env,
-        );
+            ];
+            oneseal(&args, None, &env)
+        };
+        let o = decrypt();
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert_eq!(
             hex::encode(Sha256::digest(std::fs::read(&back).unwrap())),
@@ -458,22 +459,7 @@ fn a_256_mib_file_with_kms_both_suites() {
         sealed[128 << 20] ^= 0x01;
         std::fs::write(&enc, &sealed).unwrap();
         drop(sealed);
-        let o = oneseal(
-            &[
-                "media",
-                "decrypt",
-                &enc,
-                "-o",
-                &back,
-                "--encryption-key",
-                key,
-                "--sha256",
-                &digest,
-                "--no-progress",
-            ],
-            None,
-            &env,
-        );
+        let o = decrypt();
         assert_eq!(code(&o), 4, "{suite}: {}", stderr(&o));
         assert!(!std::path::Path::new(&back).exists(), "{suite}");
         std::fs::remove_file(&enc).unwrap();

@@ -218,6 +218,35 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// The plaintext chunks a stream shares read-only with its hashing thread: up to `DEPTH` are
+/// made, after which each is reused once the hashing thread hands it back.
+struct Chunks {
+    fresh: usize,
+    back: mpsc::Receiver<Arc<Vec<u8>>>,
+}
+
+impl Chunks {
+    fn new(back: mpsc::Receiver<Arc<Vec<u8>>>) -> Self {
+        Chunks { fresh: DEPTH, back }
+    }
+
+    /// The next chunk to fill, or `None` if the hashing thread has stopped.
+    fn next(&mut self) -> Option<Arc<Vec<u8>>> {
+        if self.fresh > 0 {
+            self.fresh -= 1;
+            Some(Arc::new(vec![0u8; CHUNK]))
+        } else {
+            self.back.recv().ok()
+        }
+    }
+
+    /// A chunk's bytes for refilling. The hashing thread hands a chunk back after we dropped
+    /// our clone, so this is the only reference and nothing is copied.
+    fn bytes(buf: &mut Arc<Vec<u8>>) -> &mut Vec<u8> {
+        Arc::make_mut(buf)
+    }
+}
+
 /// What the encrypting thread hands the hashing thread, in stream order.
 enum ToHasher {
     /// A plaintext chunk (its first `usize` bytes) to hash, then hand back.
@@ -278,7 +307,8 @@ pub fn encrypt_stream<R: Read, W: Write + Send>(
         let stopped = || StreamError::Write(io::Error::other("hashing thread stopped"));
         let run = (|| -> Result<(u64, u64), StreamError> {
             let mut sealer = Some(sealer);
-            let (mut fresh_plain, mut fresh_sealed) = (DEPTH, DEPTH);
+            let mut chunks = Chunks::new(plain_back_rx);
+            let mut fresh_sealed = DEPTH;
             let mut own_out = Vec::with_capacity(CHUNK + 16);
             let (mut total, mut written) = (0u64, header.len() as u64);
             // Writes here (gcm) or hands the bytes to the hashing thread (cbc).
@@ -299,15 +329,8 @@ pub fn encrypt_stream<R: Read, W: Write + Send>(
                 }
             };
             loop {
-                let mut buf = if fresh_plain > 0 {
-                    fresh_plain -= 1;
-                    Arc::new(vec![0u8; CHUNK])
-                } else {
-                    plain_back_rx.recv().map_err(|_| stopped())?
-                };
-                // The hasher hands back its clone after we dropped ours, so this is the only
-                // reference and nothing is copied.
-                let n = read_full(&mut reader, &mut Arc::<Vec<u8>>::make_mut(&mut buf)[..])
+                let mut buf = chunks.next().ok_or_else(stopped)?;
+                let n = read_full(&mut reader, &mut Chunks::bytes(&mut buf)[..])
                     .map_err(StreamError::Read)?;
                 to_hasher
                     .send(ToHasher::Plain(Arc::clone(&buf), n))
@@ -446,17 +469,11 @@ pub fn decrypt_stream<R: Read, W: Write>(
         let stopped = || StreamError::Read(io::Error::other("hashing thread stopped"));
         let run = (|| -> Result<u64, StreamError> {
             let mut opener = Some(opener);
-            let (mut fresh, mut done, mut left) = (DEPTH, 0u64, bulk);
+            let mut chunks = Chunks::new(plain_back_rx);
+            let (mut done, mut left) = (0u64, bulk);
             loop {
-                let mut buf = if fresh > 0 {
-                    fresh -= 1;
-                    Arc::new(vec![0u8; CHUNK])
-                } else {
-                    plain_back_rx.recv().map_err(|_| stopped())?
-                };
-                // The hasher hands back its clone after we dropped ours, so this is the only
-                // reference and nothing is copied.
-                let v = Arc::make_mut(&mut buf);
+                let mut buf = chunks.next().ok_or_else(stopped)?;
+                let v = Chunks::bytes(&mut buf);
                 let Some(op) = opener.as_mut() else {
                     // `opener` is only taken for the tail, after which the loop ends.
                     return Err(StreamError::Crypto(CryptoError::BadLength));
