@@ -473,6 +473,39 @@ fn a_256_mib_file_with_kms_both_suites() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// -o naming the input, even spelled differently, is refused before anything is written.
+#[test]
+fn media_output_is_never_the_input() {
+    let dir = tempdir();
+    let key = dir.path().join("local.key").to_str().unwrap().to_string();
+    let env = [("ONESEAL_LOCAL_KEY", key.as_str())];
+    let orig = sample(dir.path(), "scan.pdf", 1000);
+    let same = dir.path().join(".").join("scan.pdf");
+    let same = same.to_str().unwrap();
+    let before = std::fs::read(&orig).unwrap();
+    let o = oneseal(
+        &["media", "encrypt", &orig, "-o", same, "--to", "1"],
+        None,
+        &env,
+    );
+    assert_fails(&o, 2, "never overwrites its input");
+    let o = oneseal(
+        &[
+            "media",
+            "decrypt",
+            &orig,
+            "-o",
+            same,
+            "--encryption-key",
+            "AAAA",
+        ],
+        None,
+        &env,
+    );
+    assert_fails(&o, 2, "never overwrites its input");
+    assert_eq!(std::fs::read(&orig).unwrap(), before);
+}
+
 #[test]
 fn size_warnings() {
     let dir = tempdir();

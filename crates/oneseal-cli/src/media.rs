@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::cli::{MediaCommand, MediaDecryptArgs, MediaEncryptArgs};
 use crate::config::{self, FileConfig};
 use crate::error::CliError;
+use crate::io;
 
 /// The One API's per-upload limit.
 const PLATFORM_LIMIT: u64 = 30 * 1024 * 1024;
@@ -61,11 +62,7 @@ fn whatsapp_limit(content_type: &str) -> Option<(u64, &'static str)> {
 async fn encrypt(a: MediaEncryptArgs, file: &FileConfig) -> Result<(), CliError> {
     let suite = config::parse_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
     let keys = config::keys(&a.keys, file)?;
-    if a.file == a.output {
-        return Err(CliError::usage(
-            "-o is the input file; oneseal never overwrites its input",
-        ));
-    }
+    io::check_not_same(Some(&a.file), Some(&a.output))?;
     let meta = std::fs::metadata(&a.file).map_err(|e| CliError::io("read", &a.file, e))?;
     if !meta.is_file() {
         return Err(CliError::usage(format!(
@@ -229,11 +226,7 @@ fn from_callback(path: &Path, index: usize) -> Result<(String, Option<String>), 
 async fn decrypt(a: MediaDecryptArgs, file: &FileConfig) -> Result<(), CliError> {
     let suite = config::parse_decrypt_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
     let keys = config::keys(&a.keys, file)?;
-    if a.file == a.output {
-        return Err(CliError::usage(
-            "-o is the input file; oneseal never overwrites its input",
-        ));
-    }
+    io::check_not_same(Some(&a.file), Some(&a.output))?;
     let (key_b64, cb_hash) = match (&a.encryption_key, &a.callback) {
         (Some(k), _) => (k.clone(), None),
         (None, Some(cb)) => from_callback(cb, a.file_index)?,

@@ -218,33 +218,43 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// The plaintext chunks a stream shares read-only with its hashing thread: up to `DEPTH` are
-/// made, after which each is reused once the hashing thread hands it back.
-struct Chunks {
+/// Buffers a stream lends its hashing thread: up to `DEPTH` are made with `make`, after
+/// which each is reused once the hashing thread hands it back.
+struct Pool<T> {
     fresh: usize,
-    back: mpsc::Receiver<Arc<Vec<u8>>>,
+    make: fn() -> T,
+    back: mpsc::Receiver<T>,
 }
 
-impl Chunks {
-    fn new(back: mpsc::Receiver<Arc<Vec<u8>>>) -> Self {
-        Chunks { fresh: DEPTH, back }
+impl<T> Pool<T> {
+    fn new(make: fn() -> T, back: mpsc::Receiver<T>) -> Self {
+        Pool {
+            fresh: DEPTH,
+            make,
+            back,
+        }
     }
 
-    /// The next chunk to fill, or `None` if the hashing thread has stopped.
-    fn next(&mut self) -> Option<Arc<Vec<u8>>> {
+    /// The next buffer to fill, or `None` if the hashing thread has stopped.
+    fn next(&mut self) -> Option<T> {
         if self.fresh > 0 {
             self.fresh -= 1;
-            Some(Arc::new(vec![0u8; CHUNK]))
+            Some((self.make)())
         } else {
             self.back.recv().ok()
         }
     }
+}
 
-    /// A chunk's bytes for refilling. The hashing thread hands a chunk back after we dropped
-    /// our clone, so this is the only reference and nothing is copied.
-    fn bytes(buf: &mut Arc<Vec<u8>>) -> &mut Vec<u8> {
-        Arc::make_mut(buf)
-    }
+/// A plaintext chunk, shared read-only with the hashing thread.
+fn new_chunk() -> Arc<Vec<u8>> {
+    Arc::new(vec![0u8; CHUNK])
+}
+
+/// A chunk's bytes for refilling. The hashing thread hands a chunk back after we dropped our
+/// clone, so this is the only reference and nothing is copied.
+fn refill(chunk: &mut Arc<Vec<u8>>) -> &mut Vec<u8> {
+    Arc::make_mut(chunk)
 }
 
 /// What the encrypting thread hands the hashing thread, in stream order.
@@ -307,20 +317,16 @@ pub fn encrypt_stream<R: Read, W: Write + Send>(
         let stopped = || StreamError::Write(io::Error::other("hashing thread stopped"));
         let run = (|| -> Result<(u64, u64), StreamError> {
             let mut sealer = Some(sealer);
-            let mut chunks = Chunks::new(plain_back_rx);
-            let mut fresh_sealed = DEPTH;
+            let mut chunks = Pool::new(new_chunk, plain_back_rx);
+            let mut sealed = Pool::new(|| Vec::with_capacity(CHUNK + 16), sealed_back_rx);
             let mut own_out = Vec::with_capacity(CHUNK + 16);
             let (mut total, mut written) = (0u64, header.len() as u64);
             // Writes here (gcm) or hands the bytes to the hashing thread (cbc).
-            let mut emit = |bytes: &mut Vec<u8>, fresh: bool| -> Result<(), StreamError> {
+            let mut emit = |bytes: &mut Vec<u8>| -> Result<(), StreamError> {
                 match own_writer.as_mut() {
                     Some(w) => w.write_all(bytes).map_err(StreamError::Write),
                     None => {
-                        let next = if fresh {
-                            Vec::with_capacity(CHUNK + 16)
-                        } else {
-                            sealed_back_rx.recv().map_err(|_| stopped())?
-                        };
+                        let next = sealed.next().ok_or_else(stopped)?;
                         let full = std::mem::replace(bytes, next);
                         to_hasher
                             .send(ToHasher::Sealed(full))
@@ -330,8 +336,8 @@ pub fn encrypt_stream<R: Read, W: Write + Send>(
             };
             loop {
                 let mut buf = chunks.next().ok_or_else(stopped)?;
-                let n = read_full(&mut reader, &mut Chunks::bytes(&mut buf)[..])
-                    .map_err(StreamError::Read)?;
+                let n =
+                    read_full(&mut reader, &mut refill(&mut buf)[..]).map_err(StreamError::Read)?;
                 to_hasher
                     .send(ToHasher::Plain(Arc::clone(&buf), n))
                     .map_err(|_| stopped())?;
@@ -351,9 +357,7 @@ pub fn encrypt_stream<R: Read, W: Write + Send>(
                     }
                 }
                 written += own_out.len() as u64;
-                let fresh = fresh_sealed > 0;
-                fresh_sealed = fresh_sealed.saturating_sub(1);
-                emit(&mut own_out, fresh)?;
+                emit(&mut own_out)?;
                 progress(total);
                 if last {
                     return Ok((total, written));
@@ -388,6 +392,44 @@ pub enum StreamError {
     Crypto(CryptoError),
 }
 
+impl StreamError {
+    /// The error with its file attached: reads name `input`, writes `output`, and
+    /// cryptographic failures the file being processed (`input`).
+    fn at(self, input: &Path, output: &Path) -> MediaError {
+        match self {
+            StreamError::Read(source) => MediaError::Io {
+                op: "read",
+                path: input.to_path_buf(),
+                source,
+            },
+            StreamError::Write(source) => MediaError::Io {
+                op: "write",
+                path: output.to_path_buf(),
+                source,
+            },
+            StreamError::Crypto(source) => MediaError::Crypto {
+                path: input.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+/// Puts a finished temp file in place once it is durable (`synced` from [`write_synced`]).
+fn commit(
+    tmp: tempfile::NamedTempFile,
+    synced: io::Result<()>,
+    output: &Path,
+) -> Result<(), MediaError> {
+    synced.map_err(io_err("write", output))?;
+    tmp.persist(output).map_err(|e| MediaError::Io {
+        op: "write",
+        path: output.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
 /// Encrypts `input` to `output` atomically (temp file + rename).
 pub fn encrypt_file(
     key: &SecretKey,
@@ -401,28 +443,8 @@ pub fn encrypt_file(
     let (r, synced) = write_synced(tmp.as_file(), |w| {
         encrypt_stream(key, suite, src, w, progress)
     });
-    let (byte_size, encrypted_byte_size, sha256) = r.map_err(|e| match e {
-        StreamError::Read(source) => MediaError::Io {
-            op: "read",
-            path: input.to_path_buf(),
-            source,
-        },
-        StreamError::Write(source) => MediaError::Io {
-            op: "write",
-            path: output.to_path_buf(),
-            source,
-        },
-        StreamError::Crypto(source) => MediaError::Crypto {
-            path: input.to_path_buf(),
-            source,
-        },
-    })?;
-    synced.map_err(io_err("write", output))?;
-    tmp.persist(output).map_err(|e| MediaError::Io {
-        op: "write",
-        path: output.to_path_buf(),
-        source: e.error,
-    })?;
+    let (byte_size, encrypted_byte_size, sha256) = r.map_err(|e| e.at(input, output))?;
+    commit(tmp, synced, output)?;
     Ok(EncryptOutcome {
         byte_size,
         encrypted_byte_size,
@@ -469,11 +491,11 @@ pub fn decrypt_stream<R: Read, W: Write>(
         let stopped = || StreamError::Read(io::Error::other("hashing thread stopped"));
         let run = (|| -> Result<u64, StreamError> {
             let mut opener = Some(opener);
-            let mut chunks = Chunks::new(plain_back_rx);
+            let mut chunks = Pool::new(new_chunk, plain_back_rx);
             let (mut done, mut left) = (0u64, bulk);
             loop {
                 let mut buf = chunks.next().ok_or_else(stopped)?;
-                let v = Chunks::bytes(&mut buf);
+                let v = refill(&mut buf);
                 let Some(op) = opener.as_mut() else {
                     // `opener` is only taken for the tail, after which the loop ends.
                     return Err(StreamError::Crypto(CryptoError::BadLength));
@@ -561,12 +583,7 @@ pub fn decrypt_file(
                     });
                     continue;
                 }
-                synced.map_err(io_err("write", output))?;
-                tmp.persist(output).map_err(|e| MediaError::Io {
-                    op: "write",
-                    path: output.to_path_buf(),
-                    source: e.error,
-                })?;
+                commit(tmp, synced, output)?;
                 return Ok(DecryptOutcome {
                     byte_size,
                     sha256,
@@ -579,20 +596,7 @@ pub fn decrypt_file(
                     source,
                 });
             }
-            Err(StreamError::Read(source)) => {
-                return Err(MediaError::Io {
-                    op: "read",
-                    path: input.to_path_buf(),
-                    source,
-                })
-            }
-            Err(StreamError::Write(source)) => {
-                return Err(MediaError::Io {
-                    op: "write",
-                    path: output.to_path_buf(),
-                    source,
-                })
-            }
+            Err(e) => return Err(e.at(input, output)),
         }
         // `tmp` is dropped here: the unverified plaintext is deleted.
     }
