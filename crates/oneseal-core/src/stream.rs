@@ -56,6 +56,8 @@ enum SealInner {
 /// against 900 MB/s for RustCrypto `cbc`), which is what the media stream runs at with cbc.
 struct CbcSealer {
     key: aws_lc_rs::cipher::StreamingEncryptingKey,
+    /// Where in-place `update` has aws-lc write (it cannot encrypt in place); reused.
+    scratch: Vec<u8>,
 }
 
 impl CbcSealer {
@@ -67,24 +69,42 @@ impl CbcSealer {
         let ctx = EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(iv));
         let key = StreamingEncryptingKey::less_safe_cbc_pkcs7(k, ctx)
             .map_err(|_| CryptoError::Library)?;
-        Ok(CbcSealer { key })
+        Ok(CbcSealer {
+            key,
+            scratch: Vec::new(),
+        })
     }
 
     /// Encrypts whole blocks from `input` into `output` (which has room for one more
     /// block, as aws-lc asks); returns the bytes written, always `input.len()`.
     fn blocks(&mut self, input: &[u8], output: &mut [u8]) -> Result<usize, CryptoError> {
-        let n = self
-            .key
-            .update(input, output)
-            .map_err(|_| CryptoError::BadLength)?
-            .written()
-            .len();
-        // With whole blocks in, CBC encryption holds nothing back.
-        if n != input.len() {
-            return Err(CryptoError::BadLength);
-        }
-        Ok(n)
+        encrypt_blocks(&mut self.key, input, output)
     }
+
+    /// Encrypts whole blocks in place, through the reused scratch buffer.
+    fn blocks_in_place(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
+        self.scratch.resize(buf.len() + 16, 0);
+        let n = encrypt_blocks(&mut self.key, buf, &mut self.scratch)?;
+        buf.copy_from_slice(&self.scratch[..n]);
+        Ok(())
+    }
+}
+
+fn encrypt_blocks(
+    key: &mut aws_lc_rs::cipher::StreamingEncryptingKey,
+    input: &[u8],
+    output: &mut [u8],
+) -> Result<usize, CryptoError> {
+    let n = key
+        .update(input, output)
+        .map_err(|_| CryptoError::BadLength)?
+        .written()
+        .len();
+    // With whole blocks in, CBC encryption holds nothing back.
+    if n != input.len() {
+        return Err(CryptoError::BadLength);
+    }
+    Ok(n)
 }
 
 /// Encrypts a stream chunk by chunk.
@@ -138,11 +158,7 @@ impl StreamSealer {
                 g.count(buf.len())?;
                 g.evp.apply(buf)?;
             }
-            SealInner::Cbc(c) => {
-                let mut out = vec![0u8; buf.len() + 16];
-                let n = c.blocks(buf, &mut out)?;
-                buf.copy_from_slice(&out[..n]);
-            }
+            SealInner::Cbc(c) => c.blocks_in_place(buf)?,
         }
         Ok(())
     }
