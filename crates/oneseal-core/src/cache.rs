@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,19 @@ use crate::b64;
 use crate::provider::{KeyError, KeyProvider};
 use crate::secret::SecretKey;
 use crate::suite::FieldCipher;
+
+/// Upper bound on [`CacheConfig::max_messages`]: config beyond it is refused.
+pub const MAX_MESSAGES_PER_KEY_LIMIT: usize = 100_000;
+/// Upper bound on [`CacheConfig::max_age`] (24 hours).
+pub const MAX_KEY_AGE_LIMIT: Duration = Duration::from_secs(24 * 3600);
+/// Values one data key may seal before the cache rotates to a new key, whatever the message
+/// count: 2^24. A message in progress may go past it (one message uses one key), but one
+/// message is bounded by the input size (far below 2^27 values), so no key comes near the
+/// 2^32 random-nonce limit of NIST SP 800-38D.
+pub const MAX_SEALS_PER_KEY: u64 = 1 << 24;
+/// How long a blob that deterministically failed to unwrap (invalid ciphertext, wrong key)
+/// is remembered, so a flood of the same bad blob costs one key-service call.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(30);
 
 /// Cache limits. `Default` gives DESIGN §2's defaults.
 #[derive(Debug, Clone)]
@@ -26,6 +39,26 @@ pub struct CacheConfig {
     pub decrypt_capacity: usize,
     /// With fresh keys per message: how many provider calls may be in flight at once.
     pub max_in_flight: usize,
+}
+
+impl CacheConfig {
+    /// Checks the limits against their upper bounds; the message names the config key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_messages == 0 || self.max_messages > MAX_MESSAGES_PER_KEY_LIMIT {
+            return Err(format!(
+                "max_messages_per_key must be between 1 and {MAX_MESSAGES_PER_KEY_LIMIT} (got {})",
+                self.max_messages
+            ));
+        }
+        if self.max_age.is_zero() || self.max_age > MAX_KEY_AGE_LIMIT {
+            return Err(format!(
+                "key_max_age_seconds must be between 1 and {} (got {})",
+                MAX_KEY_AGE_LIMIT.as_secs(),
+                self.max_age.as_secs()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for CacheConfig {
@@ -49,6 +82,7 @@ pub struct SealingKey {
     key_arn: Option<String>,
     created: Instant,
     uses: AtomicUsize,
+    seals: AtomicU64,
 }
 
 impl fmt::Debug for SealingKey {
@@ -71,7 +105,17 @@ impl SealingKey {
             key_arn: dk.key_arn,
             created: Instant::now(),
             uses: AtomicUsize::new(0),
+            seals: AtomicU64::new(0),
         }
+    }
+    /// Records `n` values sealed with this key; the cache rotates it after
+    /// [`MAX_SEALS_PER_KEY`].
+    pub fn record_seals(&self, n: u64) {
+        self.seals.fetch_add(n, Ordering::AcqRel);
+    }
+    /// Values sealed with this key so far (as recorded).
+    pub fn seals(&self) -> u64 {
+        self.seals.load(Ordering::Acquire)
     }
     /// The field cipher.
     pub fn cipher(&self) -> &FieldCipher {
@@ -94,6 +138,9 @@ impl SealingKey {
         self.key_arn.as_deref()
     }
     fn try_take(&self, max: usize) -> bool {
+        if self.seals.load(Ordering::Acquire) >= MAX_SEALS_PER_KEY {
+            return false;
+        }
         self.uses
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 (u < max).then_some(u + 1)
@@ -141,7 +188,22 @@ struct EncState {
 
 struct DecEntry {
     created: Instant,
+    /// How long the entry is good for: `max_age`, or [`NEGATIVE_TTL`] for a remembered
+    /// deterministic failure.
+    ttl: Duration,
     cell: Flight<OpeningKey>,
+}
+
+impl DecEntry {
+    fn fresh(&self) -> bool {
+        self.created.elapsed() < self.ttl
+    }
+}
+
+/// Whether a failure to unwrap will recur for the same blob (worth remembering briefly), as
+/// opposed to a service fault that a retry may cure.
+fn deterministic(e: &KeyError) -> bool {
+    e.class() == crate::provider::ErrorClass::Crypto && !matches!(e, KeyError::Rng)
 }
 
 /// The caching, single-flight wrapper around a provider. Share it with `Arc`.
@@ -149,7 +211,7 @@ pub struct KeyCache {
     provider: Arc<dyn KeyProvider>,
     cfg: CacheConfig,
     enc: Mutex<EncState>,
-    dec: Mutex<lru::LruCache<Vec<u8>, DecEntry>>,
+    dec: Mutex<DecState>,
     fresh_slots: Semaphore,
 }
 
@@ -179,7 +241,10 @@ impl KeyCache {
                 current: None,
                 inflight: None,
             }),
-            dec: Mutex::new(lru::LruCache::new(cap)),
+            dec: Mutex::new(DecState {
+                lru: lru::LruCache::new(cap),
+                swept: Instant::now(),
+            }),
             cfg,
         }
     }
@@ -215,6 +280,9 @@ impl KeyCache {
                     if k.created.elapsed() < self.cfg.max_age && k.try_take(max) {
                         return Ok(k.clone());
                     }
+                    // Used up or expired: drop the cache's reference now (the key is wiped
+                    // once the last message using it is done), not when a new one arrives.
+                    st.current = None;
                 }
                 st.inflight
                     .get_or_insert_with(|| Arc::new(OnceCell::new()))
@@ -247,17 +315,24 @@ impl KeyCache {
     }
 
     /// The data key inside `blob`: unwrapped once, then served from the LRU within `max_age`.
+    /// Deterministic failures (invalid ciphertext, wrong key) are remembered for
+    /// [`NEGATIVE_TTL`]; service faults are forgotten so the next call retries.
     pub async fn opening_key(&self, blob: &[u8]) -> Result<Arc<OpeningKey>, KeyError> {
+        if blob.is_empty() {
+            return Err(KeyError::BadBlob("empty"));
+        }
         let cell = {
             let mut dec = lock(&self.dec);
-            match dec.get(blob) {
-                Some(e) if e.created.elapsed() < self.cfg.max_age => e.cell.clone(),
+            purge_expired(&mut dec);
+            match dec.lru.get(blob) {
+                Some(e) if e.fresh() => e.cell.clone(),
                 _ => {
                     let cell: Flight<OpeningKey> = Arc::new(OnceCell::new());
-                    dec.put(
+                    dec.lru.put(
                         blob.to_vec(),
                         DecEntry {
                             created: Instant::now(),
+                            ttl: self.cfg.max_age,
                             cell: cell.clone(),
                         },
                     );
@@ -275,14 +350,58 @@ impl KeyCache {
             })
             .await
             .clone();
-        if res.is_err() {
-            // Forget failures so a later call (after a fix or a transient fault) retries.
+        if let Err(e) = &res {
             let mut dec = lock(&self.dec);
-            if dec.peek(blob).is_some_and(|e| Arc::ptr_eq(&e.cell, &cell)) {
-                dec.pop(blob);
+            let ours = dec
+                .lru
+                .peek(blob)
+                .is_some_and(|e| Arc::ptr_eq(&e.cell, &cell));
+            if ours {
+                if deterministic(e) {
+                    if let Some(entry) = dec.lru.peek_mut(blob) {
+                        entry.ttl = entry.ttl.min(NEGATIVE_TTL);
+                    }
+                } else {
+                    dec.lru.pop(blob);
+                }
             }
         }
         res
+    }
+
+    /// Unwrapped keys currently held on the decrypt side (expired ones are purged as the
+    /// cache is used).
+    pub fn opening_keys_held(&self) -> usize {
+        let mut dec = lock(&self.dec);
+        purge_expired(&mut dec);
+        dec.lru.len()
+    }
+}
+
+/// The decrypt side: blob → unwrapped key, LRU, with the time of the last full sweep.
+struct DecState {
+    lru: lru::LruCache<Vec<u8>, DecEntry>,
+    swept: Instant,
+}
+
+/// Drops expired entries, so unwrapped keys do not outlive `max_age` in memory just because
+/// nothing pushed them out. Every call pops expired entries at the least-recently-used end;
+/// once a second a full sweep catches the rest (a key used recently but created long ago).
+fn purge_expired(dec: &mut DecState) {
+    while dec.lru.peek_lru().is_some_and(|(_, e)| !e.fresh()) {
+        dec.lru.pop_lru();
+    }
+    if dec.swept.elapsed() >= Duration::from_secs(1) {
+        dec.swept = Instant::now();
+        let stale: Vec<Vec<u8>> = dec
+            .lru
+            .iter()
+            .filter(|(_, e)| !e.fresh())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            dec.lru.pop(&k);
+        }
     }
 }
 
@@ -439,7 +558,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn max_age_and_failures_are_not_cached() {
+    async fn max_age_expires_keys() {
         let p = slow();
         let cfg = CacheConfig {
             max_age: Duration::from_millis(0),
@@ -449,9 +568,97 @@ mod tests {
         cache.sealing_key().await.unwrap();
         cache.sealing_key().await.unwrap();
         assert_eq!(p.generated.load(Ordering::SeqCst), 2);
+    }
+
+    /// Regression: `bad_blob_shared_by_200_items_made_200_kms_calls` — a deterministic
+    /// unwrap failure is remembered briefly, so repeated lookups cost one provider call.
+    #[tokio::test]
+    async fn deterministic_failures_are_remembered_briefly() {
+        let p = slow();
+        let cache = KeyCache::new(p.clone(), CacheConfig::default());
         let bad = b"OSL1 not a real blob";
-        assert!(cache.opening_key(bad).await.is_err());
-        assert!(cache.opening_key(bad).await.is_err());
-        assert_eq!(p.decrypted.load(Ordering::SeqCst), 2);
+        for _ in 0..5 {
+            assert!(cache.opening_key(bad).await.is_err());
+        }
+        assert_eq!(p.decrypted.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            cache.opening_key(b"").await,
+            Err(KeyError::BadBlob(_))
+        ));
+        assert_eq!(p.decrypted.load(Ordering::SeqCst), 1);
+    }
+
+    /// A service fault is not remembered: the next call retries.
+    #[tokio::test]
+    async fn service_failures_are_retried() {
+        #[derive(Debug)]
+        struct Down(AtomicUsize);
+        #[async_trait::async_trait]
+        impl KeyProvider for Down {
+            async fn generate_data_key(&self) -> Result<crate::secret::DataKey, KeyError> {
+                Err(KeyError::Rng)
+            }
+            async fn decrypt_data_key(&self, _: &[u8]) -> Result<Option<SecretKey>, KeyError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Err(KeyError::Service {
+                    failure: crate::provider::ServiceFailure::Network,
+                    message: "down".into(),
+                })
+            }
+        }
+        let p = Arc::new(Down(AtomicUsize::new(0)));
+        let cache = KeyCache::new(p.clone(), CacheConfig::default());
+        assert!(cache.opening_key(b"blob").await.is_err());
+        assert!(cache.opening_key(b"blob").await.is_err());
+        assert_eq!(p.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// Regression: `expired_keys_stayed_in_the_cache` — expired unwrapped keys are purged,
+    /// not just ignored on lookup.
+    #[tokio::test]
+    async fn expired_opening_keys_are_purged() {
+        let p = slow();
+        let blob = p.generate_data_key().await.unwrap().blob;
+        let blob2 = p.generate_data_key().await.unwrap().blob;
+        let cache = KeyCache::new(
+            p.clone(),
+            CacheConfig {
+                max_age: Duration::from_millis(30),
+                ..Default::default()
+            },
+        );
+        cache.opening_key(&blob).await.unwrap();
+        assert_eq!(cache.opening_keys_held(), 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(cache.opening_keys_held(), 0);
+        cache.opening_key(&blob2).await.unwrap();
+        assert_eq!(cache.opening_keys_held(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_rotates_after_max_seals() {
+        let p = slow();
+        let cache = KeyCache::new(p.clone(), CacheConfig::default());
+        let k = cache.sealing_key().await.unwrap();
+        k.record_seals(MAX_SEALS_PER_KEY);
+        let k2 = cache.sealing_key().await.unwrap();
+        assert_ne!(k.blob_b64(), k2.blob_b64());
+        assert_eq!(p.generated.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let ok = CacheConfig::default();
+        assert!(ok.validate().is_ok());
+        let too_many = CacheConfig {
+            max_messages: MAX_MESSAGES_PER_KEY_LIMIT + 1,
+            ..Default::default()
+        };
+        assert!(too_many.validate().unwrap_err().contains("max_messages_per_key"));
+        let too_old = CacheConfig {
+            max_age: MAX_KEY_AGE_LIMIT + Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert!(too_old.validate().unwrap_err().contains("key_max_age_seconds"));
     }
 }

@@ -38,11 +38,23 @@ pub enum Error {
         /// Why (coarse on purpose).
         source: CryptoError,
     },
-    /// A text field decrypted to bytes that are not UTF-8: the key or suite is wrong.
-    #[error("{path}: decrypted value is not UTF-8 text (wrong key, or the value was altered)")]
-    NotText {
-        /// JSON path of the value.
+    /// A forced payload family (`--api`) that the document contradicts; names the markers.
+    #[error("{0}")]
+    ApiMismatch(String),
+    /// An `encryptionKey` that is an empty or blank string (no key service is called).
+    #[error("{path}: encryptionKey is empty; expected the base64 wrapped data key (or null for an unencrypted item)")]
+    EmptyKey {
+        /// JSON path of the `encryptionKey`.
         path: String,
+    },
+    /// The document carries more distinct `encryptionKey`s than the engine unwraps for one
+    /// document (each costs a key-service call).
+    #[error("{path}: the document carries more than {max} distinct encryptionKeys; split it into smaller documents")]
+    TooManyKeys {
+        /// JSON path of the first `encryptionKey` over the limit.
+        path: String,
+        /// The limit.
+        max: usize,
     },
     /// A `sha256Hash` does not match the media bytes.
     #[error("{path}: SHA-256 of the media bytes does not match this hash (the file was altered, or the hash is for another file)")]
@@ -81,10 +93,11 @@ impl Error {
             | Error::WrongType { .. }
             | Error::Base64 { .. }
             | Error::BadHash { .. }
+            | Error::EmptyKey { .. }
+            | Error::TooManyKeys { .. }
             | Error::AlreadyEncrypted { .. } => ErrorClass::Input,
-            Error::Crypto { .. } | Error::NotText { .. } | Error::HashMismatch { .. } => {
-                ErrorClass::Crypto
-            }
+            Error::ApiMismatch(_) => ErrorClass::Config,
+            Error::Crypto { .. } | Error::HashMismatch { .. } => ErrorClass::Crypto,
             Error::Key { source, .. } => source.class(),
         }
     }

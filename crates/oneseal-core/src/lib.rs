@@ -39,6 +39,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod b64;
 pub mod cache;
 pub mod error;

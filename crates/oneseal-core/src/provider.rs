@@ -62,6 +62,10 @@ pub enum ServiceFailure {
     Timeout,
     /// The endpoint could not be reached.
     Network,
+    /// No credentials were found in the AWS chain (the request never left).
+    NoCredentials,
+    /// No region is configured for the key service.
+    NoRegion,
     /// Anything else the service reported.
     Other,
 }

@@ -72,17 +72,27 @@ impl FromStr for Suite {
     }
 }
 
-/// Which suite(s) decryption accepts.
+/// Which suite(s) decryption accepts. The default is GCM only: decryption follows the
+/// configured suite, so a GCM deployment never runs unauthenticated CBC on values an
+/// attacker supplies (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum DecryptSuite {
-    /// Try GCM (authenticated), fall back to CBC when GCM fails and the length fits.
-    #[default]
+    /// Try GCM (authenticated), fall back to CBC when GCM fails and the length fits. An
+    /// explicit opt-in for migrations only.
     Auto,
-    /// GCM only.
+    /// GCM only (the default).
+    #[default]
     Gcm,
     /// CBC only.
     Cbc,
+}
+
+impl DecryptSuite {
+    /// Whether CBC may run: binary content is then only released against an expected hash.
+    pub fn allows_cbc(self) -> bool {
+        matches!(self, DecryptSuite::Cbc | DecryptSuite::Auto)
+    }
 }
 
 impl From<Suite> for DecryptSuite {
@@ -120,9 +130,23 @@ impl fmt::Display for DecryptSuite {
 pub struct UnknownSuite(pub String);
 
 /// Why a ciphertext did not open. Deliberately coarse: it never says which byte was wrong.
+///
+/// What callers of [`FieldCipher::open`] (and the document and media decryptors) see for a
+/// value that does not open is always [`Undecryptable`](CryptoError::Undecryptable), one
+/// error per suite tried, whatever the cause (length, tag, padding, text that is not UTF-8):
+/// distinct answers for CBC padding and content are a padding oracle. The finer variants
+/// below are used inside the streaming primitives and collapsed before they reach a caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CryptoError {
+    /// The value did not decrypt under the suite(s) tried: wrong key, another suite, or
+    /// altered. The same error for every cause.
+    #[error("could not be decrypted with suite {0} (wrong key, a different suite — see --suite —, or the value was altered)")]
+    Undecryptable(DecryptSuite),
+    /// Binary content decrypted with unauthenticated CBC and no expected SHA-256 to check it
+    /// against: refused, since CBC alone cannot tell altered bytes from real ones.
+    #[error("cbc-encrypted binary content needs an expected SHA-256 to be released (cbc is unauthenticated); give the hash (sha256Hash / --sha256)")]
+    CbcNeedsHash,
     /// Too short or of a length the suite cannot produce.
     #[error(
         "ciphertext has a length the suite cannot produce (truncated or not oneseal ciphertext)"
@@ -314,20 +338,34 @@ impl FieldCipher {
         Ok(out)
     }
 
-    /// Decrypts a value sealed by either suite, as `suite` allows.
+    /// Decrypts a value sealed by either suite, as `suite` allows. Every failure is
+    /// [`CryptoError::Undecryptable`] naming `suite`, whatever went wrong.
     pub fn open(&self, suite: DecryptSuite, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        match suite {
-            DecryptSuite::Gcm => self.open_gcm(data),
-            DecryptSuite::Cbc => self.open_cbc(data),
-            DecryptSuite::Auto => match self.open_gcm(data) {
-                Ok(p) => Ok(p),
-                Err(gcm_err) if cbc_len_fits(data.len()) => self.open_cbc(data).map_err(|_| {
-                    // Neither suite opened it; report the authenticated suite's verdict.
-                    gcm_err
-                }),
-                Err(e) => Err(e),
-            },
-        }
+        self.open_as(suite, data).map(|(pt, _)| pt)
+    }
+
+    /// Like [`open`](Self::open), and says which suite opened the value (for `Auto`).
+    pub fn open_as(&self, suite: DecryptSuite, data: &[u8]) -> Result<(Vec<u8>, Suite), CryptoError> {
+        let res = match suite {
+            DecryptSuite::Gcm => self.open_gcm(data).map(|p| (p, Suite::Gcm)),
+            DecryptSuite::Cbc => self.open_cbc(data).map(|p| (p, Suite::Cbc)),
+            DecryptSuite::Auto => self
+                .open_gcm(data)
+                .map(|p| (p, Suite::Gcm))
+                .or_else(|_| self.open_cbc(data).map(|p| (p, Suite::Cbc))),
+        };
+        res.map_err(|_| CryptoError::Undecryptable(suite))
+    }
+
+    /// Decrypts a text value: like [`open_as`](Self::open_as), and bytes that are not UTF-8
+    /// are the same failure as a bad tag or bad padding (no oracle through the content).
+    pub fn open_text(&self, suite: DecryptSuite, data: &[u8]) -> Result<String, CryptoError> {
+        let (pt, _) = self.open_as(suite, data)?;
+        String::from_utf8(pt).map_err(|e| {
+            let mut bytes = e.into_bytes();
+            zeroize::Zeroize::zeroize(&mut bytes);
+            CryptoError::Undecryptable(suite)
+        })
     }
 
     fn open_gcm(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -355,12 +393,18 @@ impl FieldCipher {
         let (iv, ct) = data.split_at(CBC_IV_LEN);
         let mut buf = ct.to_vec();
         let dec = cbc::Decryptor::<Aes256>::inner_iv_init(self.block.clone(), iv.into());
-        let n = dec
-            .decrypt_padded_mut::<Pkcs7>(&mut buf)
-            .map_err(|_| CryptoError::Padding)?
-            .len();
-        buf.truncate(n);
-        Ok(buf)
+        match dec.decrypt_padded_mut::<Pkcs7>(&mut buf) {
+            Ok(p) => {
+                let n = p.len();
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(_) => {
+                // Whatever decrypted is garbage under the wrong key or altered bytes; wipe it.
+                zeroize::Zeroize::zeroize(&mut buf);
+                Err(CryptoError::Padding)
+            }
+        }
     }
 }
 
@@ -413,6 +457,46 @@ mod tests {
         }
     }
 
+    /// Regression: `cbc_padding_and_utf8_failures_were_distinguishable` — the CBC fallback
+    /// answered "bad padding" and "not UTF-8" differently, a padding oracle that forged a
+    /// callback value. Every CBC failure must now be the one same error.
+    #[test]
+    fn cbc_padding_length_and_utf8_failures_are_one_error() {
+        let c = cipher();
+        let good = c.seal(Suite::Cbc, b"hello").unwrap();
+        // Bad padding: flip the last byte of the IV-adjacent block's predecessor (the IV).
+        let mut bad_pad = good.clone();
+        bad_pad[15] ^= 0x7f;
+        // Not UTF-8 but valid padding: a block encrypting 0xff bytes with padding.
+        let not_utf8 = c
+            .seal_with_nonce_for_tests(Suite::Cbc, &[3; 16], &[0xff, 0xfe, 0xfd])
+            .unwrap();
+        let short = &good[..20];
+        let errs: Vec<_> = [&bad_pad[..], &not_utf8[..], short]
+            .iter()
+            .map(|d| c.open_text(DecryptSuite::Cbc, d).unwrap_err())
+            .collect();
+        for e in &errs {
+            assert_eq!(*e, CryptoError::Undecryptable(DecryptSuite::Cbc));
+            assert_eq!(e.to_string(), errs[0].to_string());
+        }
+        // Under auto, the same again (one error naming what was tried).
+        for d in [&bad_pad[..], &not_utf8[..], short] {
+            assert_eq!(
+                c.open_text(DecryptSuite::Auto, d).unwrap_err(),
+                CryptoError::Undecryptable(DecryptSuite::Auto)
+            );
+        }
+    }
+
+    #[test]
+    fn decrypt_defaults_to_gcm_only() {
+        assert_eq!(DecryptSuite::default(), DecryptSuite::Gcm);
+        let c = cipher();
+        let cbc = c.seal(Suite::Cbc, b"hello").unwrap();
+        assert!(c.open(DecryptSuite::default(), &cbc).is_err());
+    }
+
     #[test]
     fn fresh_nonce_each_time() {
         let c = cipher();
@@ -433,15 +517,15 @@ mod tests {
         ct[14] ^= 1;
         assert_eq!(
             c.open(DecryptSuite::Gcm, &ct),
-            Err(CryptoError::Authentication)
+            Err(CryptoError::Undecryptable(DecryptSuite::Gcm))
         );
         assert_eq!(
             c.open(DecryptSuite::Gcm, &ct[..10]),
-            Err(CryptoError::BadLength)
+            Err(CryptoError::Undecryptable(DecryptSuite::Gcm))
         );
         assert_eq!(
             c.open(DecryptSuite::Cbc, &ct[..31]),
-            Err(CryptoError::BadLength)
+            Err(CryptoError::Undecryptable(DecryptSuite::Cbc))
         );
         let other = FieldCipher::new(&SecretKey::from_bytes([1; 32]));
         let ct = c.seal(Suite::Gcm, b"x").unwrap();

@@ -1,7 +1,7 @@
 //! The document engine: detects the payload kind and applies the [`Policy`] to every
 //! message or callback item, with data keys from a [`KeyCache`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use crate::b64;
 use crate::cache::{KeyCache, OpeningKey, SealingKey};
 use crate::error::{type_name, Error};
 use crate::policy::{FieldPath, InlineMedia, KindPolicy, Policy, Segment};
-use crate::suite::{DecryptSuite, FieldCipher, NonceSource, Suite};
+use crate::provider::KeyError;
+use crate::suite::{CryptoError, DecryptSuite, FieldCipher, NonceSource, Suite};
 
 /// The member that carries the wrapped data key.
 pub const ENCRYPTION_KEY: &str = "encryptionKey";
@@ -70,8 +71,34 @@ impl FromStr for Api {
 }
 
 const ONE_API_MARKERS: &[&str] = &["channel", "media", "template", "location", "contacts"];
+/// Message members only the legacy API has (One API nests them under `media`).
+const LEGACY_MARKERS: &[&str] = &["contentType", "caption"];
 
-/// Works out the payload kind of a parsed document.
+/// The first message that carries any of `markers`, as `messages[i]` and the names found.
+fn first_with_markers(msgs: &[Value], markers: &[&str]) -> Option<(usize, Vec<&'static str>)> {
+    msgs.iter().enumerate().find_map(|(i, m)| {
+        let m = m.as_object()?;
+        let found: Vec<&'static str> = markers
+            .iter()
+            .filter(|k| m.contains_key(**k))
+            .map(|k| marker_name(k))
+            .collect();
+        (!found.is_empty()).then_some((i, found))
+    })
+}
+
+fn marker_name(k: &str) -> &'static str {
+    ONE_API_MARKERS
+        .iter()
+        .chain(LEGACY_MARKERS)
+        .find(|m| **m == k)
+        .copied()
+        .unwrap_or("?")
+}
+
+/// Works out the payload kind of a parsed document. A forced `api` that the document
+/// contradicts is an error naming the markers: silently applying the other family's policy
+/// would leave its leaves in plaintext.
 pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
     let Value::Object(top) = doc else {
         return Err(Error::UnknownPayload(format!(
@@ -87,21 +114,31 @@ pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
                 found: type_name(msgs),
             });
         };
-        return Ok(match api {
-            Api::One => PayloadKind::OneRequest,
-            Api::Legacy => PayloadKind::LegacyRequest,
-            Api::Auto => {
-                let one = msgs.iter().any(|m| {
-                    m.as_object()
-                        .is_some_and(|m| ONE_API_MARKERS.iter().any(|k| m.contains_key(*k)))
-                });
-                if one && !top.contains_key(ENCRYPTION_KEY) {
-                    PayloadKind::OneRequest
-                } else {
-                    PayloadKind::LegacyRequest
-                }
-            }
-        });
+        let one = first_with_markers(msgs, ONE_API_MARKERS);
+        return match api {
+            Api::One => match first_with_markers(msgs, LEGACY_MARKERS) {
+                Some((i, found)) if one.is_none() => Err(Error::ApiMismatch(format!(
+                    "--api one, but messages[{i}] has the legacy member(s) {} (One API nests them under \"media\"): drop --api, or use --api legacy",
+                    found.join(", ")
+                ))),
+                _ if one.is_none() && top.contains_key(ENCRYPTION_KEY) => Err(Error::ApiMismatch(
+                    "--api one, but the document has a top-level encryptionKey (a legacy request): drop --api, or use --api legacy".into(),
+                )),
+                _ => Ok(PayloadKind::OneRequest),
+            },
+            Api::Legacy => match one {
+                Some((i, found)) => Err(Error::ApiMismatch(format!(
+                    "--api legacy, but messages[{i}] has the One API member(s) {}: the legacy policy would leave their content in plaintext; drop --api, or use --api one",
+                    found.join(", ")
+                ))),
+                None => Ok(PayloadKind::LegacyRequest),
+            },
+            Api::Auto => Ok(if one.is_some() && !top.contains_key(ENCRYPTION_KEY) {
+                PayloadKind::OneRequest
+            } else {
+                PayloadKind::LegacyRequest
+            }),
+        };
     }
     if let Some(ev) = top.get("event") {
         if !ev.is_object() {
@@ -112,7 +149,7 @@ pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
             });
         }
         if api == Api::Legacy {
-            return Err(Error::UnknownPayload(
+            return Err(Error::ApiMismatch(
                 "--api legacy, but this is a One API callback (it has \"event\"): drop --api or use --api one".into(),
             ));
         }
@@ -120,7 +157,7 @@ pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
     }
     if top.contains_key("integrationId") {
         if api == Api::One {
-            return Err(Error::UnknownPayload(
+            return Err(Error::ApiMismatch(
                 "--api one, but this is a legacy callback (\"integrationId\" and no \"event\"): drop --api or use --api legacy".into(),
             ));
         }
@@ -155,7 +192,14 @@ pub struct EngineOptions {
     pub api: Api,
     /// On decrypt, leave failing items as they were and carry on.
     pub keep_going: bool,
+    /// On decrypt, the most distinct `encryptionKey`s one document may carry (each costs a
+    /// key-service call); 0 means the default, [`MAX_DISTINCT_KEYS`].
+    pub max_distinct_keys: usize,
 }
+
+/// Default cap on distinct `encryptionKey`s per decrypted document: the decrypt cache's
+/// capacity, beyond which unwrapping would thrash the cache anyway.
+pub const MAX_DISTINCT_KEYS: usize = 10_000;
 
 /// Encrypts and decrypts documents. Cheap to clone; share one per process.
 #[derive(Debug, Clone)]
@@ -435,13 +479,12 @@ fn open_text(
     let ct = b64::decode(s).map_err(|_| Error::Base64 {
         path: path.to_string(),
     })?;
-    let pt = cipher.open(suite, &ct).map_err(|source| Error::Crypto {
-        path: path.to_string(),
-        source,
-    })?;
-    *s = String::from_utf8(pt).map_err(|_| Error::NotText {
-        path: path.to_string(),
-    })?;
+    *s = cipher
+        .open_text(suite, &ct)
+        .map_err(|source| Error::Crypto {
+            path: path.to_string(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -470,12 +513,13 @@ impl Engine {
 
     /// Unwraps the document's distinct data keys concurrently before the item loop, so a
     /// document with several keys costs one round trip to the key service, not one per key.
-    /// Failures are ignored here (the cache forgets them); the loop reports them with paths.
-    async fn prefetch_keys(&self, top: &Map<String, Value>) {
+    /// Results, failures included, go into `keys`: the loop reports failures with their paths
+    /// and never asks the key service about the same blob twice.
+    async fn prefetch_keys(&self, top: &Map<String, Value>, keys: &mut DocKeys) {
         const MAX: usize = 64;
         fn note<'a>(blobs: &mut Vec<&'a str>, v: Option<&'a Value>) {
             if let Some(Value::String(s)) = v {
-                if blobs.len() < MAX && !blobs.contains(&s.as_str()) {
+                if blobs.len() < MAX && !s.trim().is_empty() && !blobs.contains(&s.as_str()) {
                     blobs.push(s.as_str());
                 }
             }
@@ -498,9 +542,52 @@ impl Engine {
         if blobs.len() < 2 {
             return;
         }
-        let decoded: Vec<Vec<u8>> = blobs.iter().filter_map(|b| b64::decode(b).ok()).collect();
-        let _ =
-            futures_util::future::join_all(decoded.iter().map(|b| self.cache.opening_key(b))).await;
+        blobs.truncate(keys.max);
+        let decoded: Vec<(&str, Vec<u8>)> = blobs
+            .iter()
+            .filter_map(|b| b64::decode(b).ok().map(|d| (*b, d)))
+            .collect();
+        let results = futures_util::future::join_all(
+            decoded.iter().map(|(_, b)| self.cache.opening_key(b)),
+        )
+        .await;
+        for ((b, _), r) in decoded.iter().zip(results) {
+            keys.map.insert((*b).to_string(), r);
+        }
+    }
+
+    /// The unwrapped key for `blob_b64`, at most one key-service call per distinct blob per
+    /// document (failures remembered too), and at most `max_distinct_keys` blobs.
+    async fn doc_key(
+        &self,
+        keys: &mut DocKeys,
+        blob_b64: &str,
+        key_path: &str,
+    ) -> Result<Arc<OpeningKey>, Error> {
+        let with_path = |source: KeyError| Error::Key {
+            path: key_path.to_string(),
+            source,
+        };
+        if let Some(r) = keys.map.get(blob_b64) {
+            return r.clone().map_err(with_path);
+        }
+        if blob_b64.trim().is_empty() {
+            return Err(Error::EmptyKey {
+                path: key_path.to_string(),
+            });
+        }
+        let blob = b64::decode(blob_b64).map_err(|_| Error::Base64 {
+            path: key_path.to_string(),
+        })?;
+        if keys.map.len() >= keys.max {
+            return Err(Error::TooManyKeys {
+                path: key_path.to_string(),
+                max: keys.max,
+            });
+        }
+        let r = self.cache.opening_key(&blob).await;
+        keys.map.insert(blob_b64.to_string(), r.clone());
+        r.map_err(with_path)
     }
 
     /// Applies `leaf` to every text leaf of one message/item under `kind` (each leaf once,
@@ -719,9 +806,15 @@ impl Engine {
         let Value::Object(top) = doc else {
             return Err(Error::UnknownPayload("top level is not an object".into()));
         };
-        self.prefetch_keys(top).await;
+        let mut keys = DocKeys {
+            map: HashMap::new(),
+            max: match self.opts.max_distinct_keys {
+                0 => MAX_DISTINCT_KEYS,
+                n => n,
+            },
+        };
+        self.prefetch_keys(top, &mut keys).await;
         let mut path = String::new();
-        let mut memo: KeyMemo = None;
         match kind {
             PayloadKind::OneRequest | PayloadKind::LegacyRequest => {
                 let policy = if kind == PayloadKind::OneRequest {
@@ -762,7 +855,7 @@ impl Engine {
                             m,
                             policy,
                             &blob,
-                            &mut memo,
+                            &mut keys,
                             &key_path,
                             &mut path,
                             !from_top,
@@ -810,7 +903,7 @@ impl Engine {
                                 m,
                                 &self.policy.one_callback,
                                 &blob,
-                                &mut memo,
+                                &mut keys,
                                 &key_path,
                                 &mut path,
                                 true,
@@ -832,7 +925,7 @@ impl Engine {
                             top,
                             &self.policy.legacy_callback,
                             &blob,
-                            &mut memo,
+                            &mut keys,
                             ENCRYPTION_KEY,
                             &mut path,
                             true,
@@ -880,12 +973,19 @@ impl Engine {
     ) -> Result<(), Error> {
         let suite = self.opts.suite;
         let mut scratch = Vec::new();
+        let mut sealed = 0u64;
         let media = self.visit_text_leaves(m, kind, path, &mut |v, p| {
             let Some(key) = key else { return Ok(()) };
+            sealed += 1;
             seal_text(key.cipher(), suite, v, p, &mut scratch, nonces)
         })?;
         if let Some(im) = media {
+            sealed += 1;
             self.seal_media(m, im, key, path)?;
+        }
+        if let Some(key) = key {
+            // Bounds the values per key (nonce budget), not just the messages.
+            key.record_seals(sealed);
         }
         Ok(())
     }
@@ -952,31 +1052,13 @@ impl Engine {
         m: &mut Map<String, Value>,
         kind: &KindPolicy,
         blob_b64: &str,
-        memo: &mut KeyMemo,
+        keys: &mut DocKeys,
         key_path: &str,
         path: &mut String,
         own_key: bool,
         placement: KeyPlacement,
     ) -> Result<(), Error> {
-        // Items of one document usually share a key: skip decoding and the cache lookup.
-        let key = match memo {
-            Some((b, k)) if b.as_str() == blob_b64 => k.clone(),
-            _ => {
-                let blob = b64::decode(blob_b64).map_err(|_| Error::Base64 {
-                    path: key_path.to_string(),
-                })?;
-                let k = self
-                    .cache
-                    .opening_key(&blob)
-                    .await
-                    .map_err(|source| Error::Key {
-                        path: key_path.to_string(),
-                        source,
-                    })?;
-                *memo = Some((blob_b64.to_string(), k.clone()));
-                k
-            }
-        };
+        let key = self.doc_key(keys, blob_b64, key_path).await?;
         if self.opts.keep_going {
             // Work on a copy so a failure leaves the item exactly as it was.
             let mut copy = m.clone();
@@ -1001,34 +1083,26 @@ impl Engine {
         let cipher = key.cipher();
         let media =
             self.visit_text_leaves(m, kind, path, &mut |v, p| open_text(cipher, suite, v, p))?;
-        let mut verified_hash = false;
         if let Some(im) = media {
-            verified_hash = self.open_media(m, im, cipher, path)?;
+            self.open_media(m, im, cipher, path)?;
         }
         if own_key {
             place_key_after_decrypt(m, placement);
         }
-        if verified_hash {
-            // encrypt appended a hash that was absent; one that is still last was added then.
-            if let Some(im) = media {
-                if let Some((hh, hk)) = parent_mut(m, &im.hash) {
-                    if hh.keys().next_back().is_some_and(|k| k == hk) {
-                        hh.shift_remove(hk);
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
-    /// Decrypts inline media; returns whether a hash was present and verified.
+    /// Decrypts inline media, verifying `sha256Hash` when present (and kept: it is the
+    /// verified plaintext hash). CBC content is only released against a hash, and under CBC a
+    /// hash mismatch is the same error as bad padding: otherwise "hash mismatch" would say
+    /// "padding was valid", a padding oracle.
     fn open_media(
         &self,
         m: &mut Map<String, Value>,
         im: &InlineMedia,
         cipher: &FieldCipher,
         path: &str,
-    ) -> Result<bool, Error> {
+    ) -> Result<(), Error> {
         let content_path = sub_path(path, &im.content);
         let hash_path = sub_path(path, &im.hash);
         let given = match get(m, &im.hash) {
@@ -1036,10 +1110,10 @@ impl Engine {
             None => None,
         };
         let Some((holder, ck)) = parent_mut(m, &im.content) else {
-            return Ok(false);
+            return Ok(());
         };
         let Some(v) = holder.get_mut(ck) else {
-            return Ok(false);
+            return Ok(());
         };
         let s = match v {
             Value::String(s) => s,
@@ -1054,48 +1128,71 @@ impl Engine {
         let ct = b64::decode(s).map_err(|_| Error::Base64 {
             path: content_path.clone(),
         })?;
-        let pt = cipher
-            .open(self.opts.decrypt_suite, &ct)
-            .map_err(|source| Error::Crypto {
-                path: content_path.clone(),
-                source,
-            })?;
-        if let Some(g) = given {
-            let d: [u8; 32] = Sha256::digest(&pt).into();
-            if !subtle_eq(&d, &g) {
-                return Err(Error::HashMismatch { path: hash_path });
+        let suite = self.opts.decrypt_suite;
+        let crypto = |source| Error::Crypto {
+            path: content_path.clone(),
+            source,
+        };
+        let gcm = if suite == DecryptSuite::Cbc {
+            None
+        } else {
+            cipher.open_as(DecryptSuite::Gcm, &ct).ok()
+        };
+        let pt = match gcm {
+            Some((pt, _)) => {
+                if given.is_some_and(|g| !hash_eq(&Sha256::digest(&pt).into(), &g)) {
+                    return Err(Error::HashMismatch { path: hash_path });
+                }
+                pt
             }
-        }
+            None if !suite.allows_cbc() => return Err(crypto(CryptoError::Undecryptable(suite))),
+            None => {
+                // Refused before CBC runs, so the refusal says nothing about the bytes.
+                let Some(g) = given else {
+                    return Err(crypto(CryptoError::CbcNeedsHash));
+                };
+                match cipher.open_as(DecryptSuite::Cbc, &ct) {
+                    Ok((pt, _)) if hash_eq(&Sha256::digest(&pt).into(), &g) => pt,
+                    _ => return Err(crypto(CryptoError::Undecryptable(suite))),
+                }
+            }
+        };
         s.clear();
         b64::encode_into(&pt, s);
-        Ok(given.is_some())
+        Ok(())
     }
 }
 
-fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+fn hash_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     // Hashes are public values; a plain comparison is fine, but keep it branch-free anyway.
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The last `encryptionKey` seen in a document and its unwrapped key.
-type KeyMemo = Option<(String, Arc<OpeningKey>)>;
+/// The data keys one decrypt run has unwrapped (or failed to), by `encryptionKey` value.
+struct DocKeys {
+    map: HashMap<String, Result<Arc<OpeningKey>, KeyError>>,
+    max: usize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyPlacement {
     /// Requests: plain requests carry no key, so remove it.
     Remove,
-    /// Callbacks: the platform's plain callbacks carry `"encryptionKey": null`. Encrypt
-    /// replaces an existing member in place and appends a missing one, so a key that is the
-    /// item's last member was appended (remove it) and any other is set back to null.
+    /// Callbacks: the platform's plain callbacks carry `"encryptionKey": null`, so the key
+    /// becomes null wherever it stands (DESIGN §4: no guessing from member order).
     Restore,
 }
 
 fn place_key_after_decrypt(m: &mut Map<String, Value>, placement: KeyPlacement) {
-    let last = m.keys().next_back().is_some_and(|k| k == ENCRYPTION_KEY);
-    if placement == KeyPlacement::Remove || last {
-        m.shift_remove(ENCRYPTION_KEY);
-    } else if let Some(v) = m.get_mut(ENCRYPTION_KEY) {
-        *v = Value::Null;
+    match placement {
+        KeyPlacement::Remove => {
+            m.shift_remove(ENCRYPTION_KEY);
+        }
+        KeyPlacement::Restore => {
+            if let Some(v) = m.get_mut(ENCRYPTION_KEY) {
+                *v = Value::Null;
+            }
+        }
     }
 }
 

@@ -31,17 +31,23 @@ use aes::Aes128;
 use aes_gcm::aead::consts::U16;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{AesGcm, Nonce, Tag};
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+use aws_lc_rs::rsa::{
+    KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use pkcs8::der::Decode;
-use pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use pkcs8::der::asn1::AnyRef;
+use pkcs8::der::{Decode, Encode};
+use pkcs8::{LineEnding, ObjectIdentifier};
 use rand_core::{OsRng, RngCore};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::traits::PublicKeyParts;
-use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
+
+/// rsaEncryption (PKCS#1), the algorithm of an RSA key in PKCS#8. A `const`, so the OID is
+/// checked when compiling, never at run time.
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 type Aes128Gcm16 = AesGcm<Aes128, U16>;
 
@@ -91,14 +97,16 @@ impl FlowsError {
     }
 }
 
-/// A business RSA key pair. The private key never appears in `Debug`.
+/// A business RSA key pair. The private key never appears in `Debug`. RSA-OAEP unwrapping
+/// runs in aws-lc (constant-time, blinded), never in a variable-time big-integer library.
 pub struct BusinessKey {
-    key: RsaPrivateKey,
+    key: PrivateDecryptingKey,
+    oaep: OaepPrivateDecryptingKey,
 }
 
 impl fmt::Debug for BusinessKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BusinessKey(RSA-{}, <redacted>)", self.key.size() * 8)
+        write!(f, "BusinessKey(RSA-{}, <redacted>)", self.key.key_size_bits())
     }
 }
 
@@ -113,41 +121,75 @@ fn b64(field: &'static str, v: &serde_json::Value) -> Result<Vec<u8>, FlowsError
 }
 
 impl BusinessKey {
-    /// Generates a new 2048-bit key from the OS RNG.
+    fn from_private(key: PrivateDecryptingKey) -> Result<Self, FlowsError> {
+        if key.key_size_bits() < KEY_BITS {
+            return Err(FlowsError::Key(format!(
+                "RSA-{} is too small; WhatsApp Flows needs 2048 bits",
+                key.key_size_bits()
+            )));
+        }
+        let oaep = OaepPrivateDecryptingKey::new(key.clone())
+            .map_err(|_| FlowsError::Key("not usable for RSA-OAEP".into()))?;
+        Ok(BusinessKey { key, oaep })
+    }
+
+    /// Generates a new 2048-bit key (aws-lc, from the OS RNG).
     pub fn generate() -> Result<Self, FlowsError> {
-        RsaPrivateKey::new(&mut OsRng, KEY_BITS)
-            .map(|key| BusinessKey { key })
-            .map_err(|e| FlowsError::Internal(format!("RSA key generation failed: {e}")))
+        let key = PrivateDecryptingKey::generate(KeySize::Rsa2048)
+            .map_err(|_| FlowsError::Internal("RSA key generation failed".into()))?;
+        Self::from_private(key)
+    }
+
+    /// Loads an RSA key from PKCS#8 DER.
+    fn from_pkcs8_der(der: &[u8]) -> Result<Self, FlowsError> {
+        let key = PrivateDecryptingKey::from_pkcs8(der).map_err(|e| {
+            FlowsError::Key(format!("not a usable RSA private key ({e}); 2048 to 8192 bits are accepted"))
+        })?;
+        Self::from_private(key)
     }
 
     /// Loads a PEM private key: PKCS#8 (`PRIVATE KEY`), passphrase-encrypted PKCS#8
     /// (`ENCRYPTED PRIVATE KEY`, needs `passphrase`) or PKCS#1 (`RSA PRIVATE KEY`).
     pub fn from_pem(pem: &str, passphrase: Option<&[u8]>) -> Result<Self, FlowsError> {
-        let key = if pem.contains("BEGIN ENCRYPTED PRIVATE KEY") {
-            let pass = passphrase.ok_or_else(|| {
-                FlowsError::Key("it is passphrase-encrypted: set ONESEAL_FLOWS_PASSPHRASE or enter it at the prompt".into())
-            })?;
-            RsaPrivateKey::from_pkcs8_encrypted_pem(pem, pass).map_err(|_| {
-                FlowsError::Key("wrong passphrase, or not an encrypted RSA PKCS#8 key".into())
-            })?
-        } else if pem.contains("BEGIN RSA PRIVATE KEY") {
-            RsaPrivateKey::from_pkcs1_pem(pem)
-                .map_err(|_| FlowsError::Key("not a valid PKCS#1 RSA private key".into()))?
-        } else if pem.contains("BEGIN PRIVATE KEY") {
-            RsaPrivateKey::from_pkcs8_pem(pem)
-                .map_err(|_| FlowsError::Key("not a valid PKCS#8 RSA private key".into()))?
-        } else {
-            return Err(FlowsError::Key(
+        let not_pem = || {
+            FlowsError::Key(
                 "expected a PEM RSA private key (PRIVATE KEY, ENCRYPTED PRIVATE KEY or RSA PRIVATE KEY)".into(),
-            ));
+            )
         };
-        if key.size() * 8 < KEY_BITS {
-            return Err(FlowsError::Key(format!(
-                "RSA-{} is too small; WhatsApp Flows needs 2048 bits",
-                key.size() * 8
-            )));
+        let (label, der) = pkcs8::der::pem::decode_vec(pem.trim().as_bytes()).map_err(|_| not_pem())?;
+        let der = Zeroizing::new(der);
+        match label {
+            "ENCRYPTED PRIVATE KEY" => {
+                let pass = passphrase.ok_or_else(|| {
+                    FlowsError::Key("it is passphrase-encrypted: set ONESEAL_FLOWS_PASSPHRASE or enter it at the prompt".into())
+                })?;
+                let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der).map_err(|_| {
+                    FlowsError::Key("not a valid encrypted PKCS#8 key".into())
+                })?;
+                let plain = info.decrypt(pass).map_err(|_| {
+                    FlowsError::Key("wrong passphrase, or not an encrypted RSA PKCS#8 key".into())
+                })?;
+                Self::from_pkcs8_der(plain.as_bytes())
+            }
+            "RSA PRIVATE KEY" => {
+                // PKCS#1 RSAPrivateKey: wrap it in a PKCS#8 PrivateKeyInfo for aws-lc.
+                let info = pkcs8::PrivateKeyInfo {
+                    algorithm: pkcs8::AlgorithmIdentifierRef {
+                        oid: RSA_ENCRYPTION,
+                        parameters: Some(AnyRef::NULL),
+                    },
+                    private_key: &der,
+                    public_key: None,
+                };
+                let pkcs8 = Zeroizing::new(info.to_der().map_err(|_| {
+                    FlowsError::Key("not a valid PKCS#1 RSA private key".into())
+                })?);
+                Self::from_pkcs8_der(&pkcs8)
+                    .map_err(|_| FlowsError::Key("not a valid PKCS#1 RSA private key".into()))
+            }
+            "PRIVATE KEY" => Self::from_pkcs8_der(&der),
+            _ => Err(not_pem()),
         }
-        Ok(BusinessKey { key })
     }
 
     /// The private key as PKCS#8 PEM, encrypted (PBES2: PBKDF2-HMAC-SHA256 + AES-256-CBC)
@@ -158,15 +200,17 @@ impl BusinessKey {
     ) -> Result<Zeroizing<String>, FlowsError> {
         let internal =
             |e: &dyn fmt::Display| FlowsError::Internal(format!("encoding the private key: {e}"));
+        let der: Pkcs8V1Der<'static> = self
+            .key
+            .as_der()
+            .map_err(|_| FlowsError::Internal("encoding the private key".into()))?;
         match passphrase {
-            None => self
-                .key
-                .to_pkcs8_pem(LineEnding::LF)
+            None => pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref())
+                .map(Zeroizing::new)
                 .map_err(|e| internal(&e)),
             Some(pass) => {
-                let der = self.key.to_pkcs8_der().map_err(|e| internal(&e))?;
                 let info =
-                    pkcs8::PrivateKeyInfo::from_der(der.as_bytes()).map_err(|e| internal(&e))?;
+                    pkcs8::PrivateKeyInfo::from_der(der.as_ref()).map_err(|e| internal(&e))?;
                 let mut salt = [0u8; 16];
                 let mut iv = [0u8; 16];
                 OsRng.try_fill_bytes(&mut salt).map_err(|e| internal(&e))?;
@@ -188,8 +232,12 @@ impl BusinessKey {
 
     /// The public key as SPKI PEM (`BEGIN PUBLIC KEY`), the form WhatsApp expects.
     pub fn public_key_pem(&self) -> Result<String, FlowsError> {
-        RsaPublicKey::from(&self.key)
-            .to_public_key_pem(LineEnding::LF)
+        let der: PublicKeyX509Der<'static> = self
+            .key
+            .public_key()
+            .as_der()
+            .map_err(|_| FlowsError::Internal("encoding the public key".into()))?;
+        pkcs8::der::pem::encode_string("PUBLIC KEY", LineEnding::LF, der.as_ref())
             .map_err(|e| FlowsError::Internal(format!("encoding the public key: {e}")))
     }
 
@@ -219,16 +267,14 @@ impl BusinessKey {
                 "encrypted_flow_data is shorter than its tag".into(),
             ));
         }
-        let mut aes_key = self
-            .key
-            .decrypt(Oaep::new::<Sha256>(), &wrapped)
-            .map(Zeroizing::new)
-            .map_err(|_| FlowsError::Undecryptable("the AES key does not unwrap"))?;
-        let key: [u8; 16] = aes_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| FlowsError::Undecryptable("the unwrapped AES key is not 16 bytes"))?;
-        aes_key.zeroize();
+        let mut out = Zeroizing::new(vec![0u8; self.oaep.min_output_size()]);
+        // One error for every unwrap failure (length, padding, key size): no oracle.
+        let key: [u8; 16] = self
+            .oaep
+            .decrypt(&OAEP_SHA256_MGF1SHA256, &wrapped, &mut out, None)
+            .ok()
+            .and_then(|k| <[u8; 16]>::try_from(&*k).ok())
+            .ok_or(FlowsError::Undecryptable("the AES key does not unwrap"))?;
         let sealer = ResponseSealer {
             key: Zeroizing::new(key),
             iv,
@@ -247,11 +293,13 @@ impl BusinessKey {
 
     /// The modulus size in bits.
     pub fn bits(&self) -> usize {
-        self.key.size() * 8
+        self.key.key_size_bits()
     }
 }
 
-/// Encrypts the response to one request: same AES key, IV with every bit flipped.
+/// Encrypts the response to one request: same AES key, IV with every bit flipped. It seals
+/// once ([`seal`](Self::seal) consumes it): a second response under the same key and flipped
+/// IV would reuse a GCM nonce.
 pub struct ResponseSealer {
     key: Zeroizing<[u8; 16]>,
     iv: [u8; 16],
@@ -265,7 +313,7 @@ impl fmt::Debug for ResponseSealer {
 
 impl ResponseSealer {
     /// Encrypts `response` (JSON bytes, sent as given) and returns the base64 HTTP body.
-    pub fn seal(&self, response: &[u8]) -> Result<String, FlowsError> {
+    pub fn seal(self, response: &[u8]) -> Result<String, FlowsError> {
         if serde_json::from_slice::<serde::de::IgnoredAny>(response).is_err() {
             return Err(FlowsError::NotJson("the response"));
         }
@@ -305,7 +353,7 @@ pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
 /// What a WhatsApp client does, for tests and simulations. Insecure by design where it says.
 pub mod testing {
     use super::*;
-    use pkcs8::DecodePublicKey;
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey};
 
     /// Encrypts `flow` to `public_pem` as a WhatsApp client would; returns the request body.
     pub fn encrypt_request_for_tests(public_pem: &str, flow: &[u8]) -> Result<String, FlowsError> {
@@ -319,15 +367,25 @@ pub mod testing {
         public_pem: &str,
         flow: &[u8],
     ) -> Result<(String, [u8; 16], [u8; 16]), FlowsError> {
-        let public = RsaPublicKey::from_public_key_pem(public_pem)
-            .map_err(|_| FlowsError::Key("not an SPKI RSA public key".into()))?;
+        let not_spki = || FlowsError::Key("not an SPKI RSA public key".into());
+        let (label, der) =
+            pkcs8::der::pem::decode_vec(public_pem.trim().as_bytes()).map_err(|_| not_spki())?;
+        if label != "PUBLIC KEY" {
+            return Err(not_spki());
+        }
+        let public = PublicEncryptingKey::from_der(&der)
+            .ok()
+            .and_then(|k| OaepPublicEncryptingKey::new(k).ok())
+            .ok_or_else(not_spki)?;
         let mut key = [0u8; 16];
         let mut iv = [0u8; 16];
         OsRng.fill_bytes(&mut key);
         OsRng.fill_bytes(&mut iv);
+        let mut wrapped = vec![0u8; public.ciphertext_size()];
         let wrapped = public
-            .encrypt(&mut OsRng, Oaep::new::<Sha256>(), &key)
-            .map_err(|e| FlowsError::Internal(e.to_string()))?;
+            .encrypt(&OAEP_SHA256_MGF1SHA256, &key, &mut wrapped, None)
+            .map_err(|_| FlowsError::Internal("RSA-OAEP encryption failed".into()))?
+            .to_vec();
         let mut buf = flow.to_vec();
         let tag = Aes128Gcm16::new((&key).into())
             .encrypt_in_place_detached(Nonce::from_slice(&iv), b"", &mut buf)
@@ -389,12 +447,13 @@ mod tests {
         let (body, aes, iv) = encrypt_request_with_key(&pem, flow).unwrap();
         let (got, sealer) = k.decrypt_request(body.as_bytes()).unwrap();
         assert_eq!(got, flow);
+        let shown = format!("{k:?} {sealer:?}");
         let resp = sealer.seal(br#"{"screen":"B","data":{}}"#).unwrap();
         assert_eq!(
             open_response(&resp, &aes, &iv).unwrap(),
             br#"{"screen":"B","data":{}}"#
         );
-        assert!(!format!("{k:?} {sealer:?}").contains(&hex::encode(aes)));
+        assert!(!shown.contains(&hex::encode(aes)));
     }
 
     #[test]

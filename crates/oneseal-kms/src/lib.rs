@@ -85,7 +85,7 @@ impl fmt::Debug for KmsConfig {
 /// free and never touches the network.
 pub struct AwsKmsProvider {
     cfg: KmsConfig,
-    client: OnceCell<aws_sdk_kms::Client>,
+    client: OnceCell<Result<aws_sdk_kms::Client, KeyError>>,
 }
 
 impl fmt::Debug for AwsKmsProvider {
@@ -110,8 +110,9 @@ impl AwsKmsProvider {
         Arc::new(self)
     }
 
-    async fn client(&self) -> &aws_sdk_kms::Client {
-        self.client
+    async fn client(&self) -> Result<&aws_sdk_kms::Client, KeyError> {
+        let c = self
+            .client
             .get_or_init(|| async {
                 let c = &self.cfg;
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -141,9 +142,17 @@ impl AwsKmsProvider {
                 if let Some(u) = &c.endpoint_url {
                     loader = loader.endpoint_url(u);
                 }
-                aws_sdk_kms::Client::new(&loader.load().await)
+                let sdk = loader.load().await;
+                if sdk.region().is_none() {
+                    return Err(KeyError::Service {
+                        failure: ServiceFailure::NoRegion,
+                        message: "no AWS region for KMS: set AWS_REGION, --region, `region` in the config file, or a region in the AWS profile".into(),
+                    });
+                }
+                Ok(aws_sdk_kms::Client::new(&sdk))
             })
-            .await
+            .await;
+        c.as_ref().map_err(Clone::clone)
     }
 
     fn context(&self) -> Option<HashMap<String, String>> {
@@ -164,13 +173,36 @@ impl AwsKmsProvider {
     }
 }
 
+/// Whether the SDK failed because the credential chain found nothing: reported as such, not as
+/// "could not reach the endpoint" (the request never left).
+fn lacks_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if matches!(
+            e.downcast_ref::<CredentialsError>(),
+            Some(CredentialsError::CredentialsNotLoaded(_))
+        ) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// Maps an SDK error to a [`KeyError`] that names the operation and key and says what to do.
 fn map_err<E, R>(op: &str, key: &str, err: SdkError<E, R>) -> KeyError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
     let svc = |failure, message: String| KeyError::Service { failure, message };
+    if lacks_credentials(&err) {
+        return svc(
+            ServiceFailure::NoCredentials,
+            format!("KMS {op} for key {key}: no AWS credentials found (environment, profile, SSO, web identity, container or instance role): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or --profile"),
+        );
+    }
     match &err {
         SdkError::TimeoutError(_) => {
             return svc(
@@ -248,7 +280,7 @@ impl KeyProvider for AwsKmsProvider {
         })?;
         let out = self
             .client()
-            .await
+            .await?
             .generate_data_key()
             .key_id(&key_id)
             .key_spec(DataKeySpec::Aes256)
@@ -283,7 +315,7 @@ impl KeyProvider for AwsKmsProvider {
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
         let out = self
             .client()
-            .await
+            .await?
             .decrypt()
             .ciphertext_blob(Blob::new(blob.to_vec()))
             .set_key_id(self.cfg.key_id.clone())

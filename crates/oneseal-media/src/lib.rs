@@ -23,19 +23,21 @@
 //!
 //! let enc = encrypt_file(&key, Suite::Gcm, &plain, &sealed, &|_| {}).unwrap();
 //! assert_eq!(enc.encrypted_byte_size, enc.byte_size + 28);
-//! let dec = decrypt_file(&key, DecryptSuite::Auto, &sealed, &back, Some(enc.sha256), &|_| {}).unwrap();
+//! let dec = decrypt_file(&key, DecryptSuite::Gcm, &sealed, &back, Some(enc.sha256), &|_| {}).unwrap();
 //! assert_eq!(std::fs::read(&back).unwrap(), b"%PDF-1.7 statement");
 //! assert_eq!(dec.sha256, enc.sha256);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::borrow::Borrow;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::thread;
 
+use oneseal_core::atomic::PendingFile;
 use oneseal_core::stream::{StreamOpener, StreamSealer};
 use oneseal_core::suite::{cbc_len_fits, CryptoError};
 use oneseal_core::{DecryptSuite, SecretKey, Suite};
@@ -116,16 +118,8 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Med
     }
 }
 
-fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile, MediaError> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".oneseal-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(io_err("create a temporary file beside", dest))
+fn temp_beside(dest: &Path) -> Result<PendingFile, MediaError> {
+    PendingFile::beside(dest).map_err(io_err("create a temporary file beside", dest))
 }
 
 /// Output written after which a helper thread starts an `fdatasync` of what is on the file
@@ -416,18 +410,9 @@ impl StreamError {
 }
 
 /// Puts a finished temp file in place once it is durable (`synced` from [`write_synced`]).
-fn commit(
-    tmp: tempfile::NamedTempFile,
-    synced: io::Result<()>,
-    output: &Path,
-) -> Result<(), MediaError> {
+fn commit(tmp: PendingFile, synced: io::Result<()>, output: &Path) -> Result<(), MediaError> {
     synced.map_err(io_err("write", output))?;
-    tmp.persist(output).map_err(|e| MediaError::Io {
-        op: "write",
-        path: output.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    tmp.commit().map_err(io_err("write", output))
 }
 
 /// Encrypts `input` to `output` atomically (temp file + rename).
@@ -440,7 +425,7 @@ pub fn encrypt_file(
 ) -> Result<EncryptOutcome, MediaError> {
     let src = File::open(input).map_err(io_err("open", input))?;
     let tmp = temp_beside(output)?;
-    let (r, synced) = write_synced(tmp.as_file(), |w| {
+    let (r, synced) = write_synced(tmp.file(), |w| {
         encrypt_stream(key, suite, src, w, progress)
     });
     let (byte_size, encrypted_byte_size, sha256) = r.map_err(|e| e.at(input, output))?;
@@ -540,9 +525,120 @@ pub fn decrypt_stream<R: Read, W: Write>(
     })
 }
 
+/// Checks what can be checked before a data key is unwrapped: that `len` is a length the
+/// suite(s) can produce, and that CBC (unauthenticated) has an expected hash to be released
+/// against. The CLI calls this before any key-service call.
+pub fn precheck(
+    suite: DecryptSuite,
+    len: u64,
+    expected_sha256: Option<[u8; 32]>,
+) -> Result<(), CryptoError> {
+    let gcm_fits = len >= (StreamOpener::header_len(Suite::Gcm) + StreamOpener::trailer_len(Suite::Gcm)) as u64;
+    let cbc_fits = usize::try_from(len).is_ok_and(cbc_len_fits);
+    match suite {
+        DecryptSuite::Cbc if expected_sha256.is_none() => Err(CryptoError::CbcNeedsHash),
+        DecryptSuite::Cbc if !cbc_fits => Err(CryptoError::Undecryptable(suite)),
+        DecryptSuite::Gcm if !gcm_fits => Err(CryptoError::Undecryptable(suite)),
+        _ if !gcm_fits && !cbc_fits => Err(CryptoError::Undecryptable(suite)),
+        _ => Ok(()),
+    }
+}
+
+/// The suites to try, in order. CBC only with an expected hash (binary CBC is released only
+/// against a known hash, DESIGN §3).
+fn attempts(suite: DecryptSuite, len: u64, expected: Option<[u8; 32]>) -> &'static [Suite] {
+    let cbc_ok = expected.is_some() && usize::try_from(len).is_ok_and(cbc_len_fits);
+    match suite {
+        DecryptSuite::Cbc => &[Suite::Cbc],
+        DecryptSuite::Auto if cbc_ok => &[Suite::Gcm, Suite::Cbc],
+        _ => &[Suite::Gcm],
+    }
+}
+
+/// Decrypts `src` (of `total` bytes) into files from `make_out` (one per attempt; a failed
+/// attempt's file is dropped with its unverified plaintext) until one verifies. Failures of a
+/// suite are one error, [`CryptoError::Undecryptable`] naming `suite`: under CBC a hash
+/// mismatch would otherwise say "the padding was valid". A hash mismatch after GCM verified
+/// its tag is reported as such (no oracle: the bytes are authentic).
+fn decrypt_verified<F, O>(
+    key: &SecretKey,
+    suite: DecryptSuite,
+    src: &mut File,
+    input: &Path,
+    expected: Option<[u8; 32]>,
+    progress: &(dyn Fn(u64) + Sync),
+    mut make_out: F,
+) -> Result<(O, DecryptOutcome), MediaError>
+where
+    F: FnMut() -> Result<O, MediaError>,
+    O: Borrow<File>,
+{
+    let total = src.metadata().map_err(io_err("read", input))?.len();
+    let crypto = |source| MediaError::Crypto {
+        path: input.to_path_buf(),
+        source,
+    };
+    precheck(suite, total, expected).map_err(crypto)?;
+    for &s in attempts(suite, total, expected) {
+        src.seek(SeekFrom::Start(0))
+            .map_err(io_err("read", input))?;
+        let out = make_out()?;
+        let (res, synced) = write_synced(out.borrow(), |w| {
+            decrypt_stream(
+                key,
+                s,
+                io::BufReader::with_capacity(CHUNK, &mut *src),
+                total,
+                w,
+                progress,
+            )
+        });
+        match res {
+            Ok((byte_size, sha256)) => {
+                let matches = expected.is_none_or(|e| e == sha256);
+                if s == Suite::Gcm && !matches {
+                    return Err(MediaError::HashMismatch {
+                        path: input.to_path_buf(),
+                    });
+                }
+                if matches {
+                    synced.map_err(io_err("write", input))?;
+                    let outcome = DecryptOutcome {
+                        byte_size,
+                        sha256,
+                        suite: s,
+                    };
+                    return Ok((out, outcome));
+                }
+            }
+            Err(StreamError::Crypto(_)) => {}
+            Err(e) => return Err(e.at(input, input)),
+        }
+        // `out` is dropped here: the unverified plaintext is deleted.
+    }
+    let gcm_failed_cbc_possible = suite == DecryptSuite::Auto
+        && expected.is_none()
+        && usize::try_from(total).is_ok_and(cbc_len_fits);
+    Err(crypto(if gcm_failed_cbc_possible {
+        CryptoError::CbcNeedsHash
+    } else {
+        CryptoError::Undecryptable(suite)
+    }))
+}
+
+/// An attempt's output in [`decrypt_file`].
+struct Beside(PendingFile);
+
+impl Borrow<File> for Beside {
+    fn borrow(&self) -> &File {
+        self.0.file()
+    }
+}
+
 /// Decrypts `input` to `output`: into a temp file beside it, verify the tag (gcm) and the
 /// expected SHA-256 if given, then rename. On failure nothing is left at `output`.
-/// `DecryptSuite::Auto` tries gcm, then cbc when gcm fails and the length fits.
+/// `DecryptSuite::Auto` tries gcm, then cbc when gcm fails, the length fits and a hash is
+/// expected. CBC without an expected hash is refused ([`CryptoError::CbcNeedsHash`]).
 pub fn decrypt_file(
     key: &SecretKey,
     suite: DecryptSuite,
@@ -552,58 +648,49 @@ pub fn decrypt_file(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<DecryptOutcome, MediaError> {
     let mut src = File::open(input).map_err(io_err("open", input))?;
-    let total = src.metadata().map_err(io_err("read", input))?.len();
-    let tries: &[Suite] = match suite {
-        DecryptSuite::Gcm => &[Suite::Gcm],
-        DecryptSuite::Cbc => &[Suite::Cbc],
-        _ if cbc_len_fits(total as usize) => &[Suite::Gcm, Suite::Cbc],
-        _ => &[Suite::Gcm],
-    };
-    let mut first_err = None;
-    for &s in tries {
-        src.seek(SeekFrom::Start(0))
-            .map_err(io_err("read", input))?;
-        let tmp = temp_beside(output)?;
-        let (res, synced) = write_synced(tmp.as_file(), |w| {
-            decrypt_stream(
-                key,
-                s,
-                io::BufReader::with_capacity(CHUNK, &mut src),
-                total,
-                w,
-                progress,
-            )
-        });
-        match res {
-            Ok((byte_size, sha256)) => {
-                if expected_sha256.is_some_and(|e| e != sha256) {
-                    // A cbc false accept under a wrong key would also land here.
-                    first_err.get_or_insert(MediaError::HashMismatch {
-                        path: input.to_path_buf(),
-                    });
-                    continue;
-                }
-                commit(tmp, synced, output)?;
-                return Ok(DecryptOutcome {
-                    byte_size,
-                    sha256,
-                    suite: s,
-                });
-            }
-            Err(StreamError::Crypto(source)) => {
-                first_err.get_or_insert(MediaError::Crypto {
-                    path: input.to_path_buf(),
-                    source,
-                });
-            }
-            Err(e) => return Err(e.at(input, output)),
-        }
-        // `tmp` is dropped here: the unverified plaintext is deleted.
-    }
-    Err(first_err.unwrap_or(MediaError::Crypto {
-        path: input.to_path_buf(),
-        source: CryptoError::BadLength,
-    }))
+    let (out, outcome) = decrypt_verified(
+        key,
+        suite,
+        &mut src,
+        input,
+        expected_sha256,
+        progress,
+        || temp_beside(output).map(Beside),
+    )?;
+    out.0.commit().map_err(io_err("write", output))?;
+    Ok(outcome)
+}
+
+/// Like [`decrypt_file`], but streams the verified plaintext into `writer` (stdout, a pipe):
+/// it is decrypted into an unnamed temp file first (gone on any exit), and not one byte
+/// reaches `writer` before the tag and hash verified.
+pub fn decrypt_file_to(
+    key: &SecretKey,
+    suite: DecryptSuite,
+    input: &Path,
+    writer: &mut dyn Write,
+    expected_sha256: Option<[u8; 32]>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<DecryptOutcome, MediaError> {
+    let mut src = File::open(input).map_err(io_err("open", input))?;
+    let tmp_dir = std::env::temp_dir();
+    let (mut out, outcome) =
+        decrypt_verified(key, suite, &mut src, input, expected_sha256, progress, || {
+            tempfile::tempfile().map_err(io_err("create a temporary file in", &tmp_dir))
+        })?;
+    out.seek(SeekFrom::Start(0))
+        .map_err(io_err("read", &tmp_dir))?;
+    io::copy(&mut out, writer).map_err(|source| MediaError::Io {
+        op: "write",
+        path: PathBuf::from("<output>"),
+        source,
+    })?;
+    writer.flush().map_err(|source| MediaError::Io {
+        op: "write",
+        path: PathBuf::from("<output>"),
+        source,
+    })?;
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -730,6 +817,63 @@ mod tests {
         }
     }
 
+    /// Regression: `tampered_gcm_media_was_accepted_as_cbc` — under auto, a GCM file that
+    /// failed its tag was tried as CBC and, with no hash to check, released as garbage. CBC
+    /// media is now only released against an expected hash, and refused without one.
+    #[test]
+    fn tampered_gcm_media_is_never_accepted_as_cbc() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p");
+        // 4 + 28 = 32 bytes: a length CBC can produce too.
+        std::fs::write(&p, b"1234").unwrap();
+        let e = dir.path().join("e");
+        let d = dir.path().join("d");
+        let out = encrypt_file(&key(), Suite::Gcm, &p, &e, &|_| {}).unwrap();
+        let mut bytes = std::fs::read(&e).unwrap();
+        assert!(cbc_len_fits(bytes.len()));
+        bytes[20] ^= 1;
+        std::fs::write(&e, &bytes).unwrap();
+        for suite in [DecryptSuite::Auto, DecryptSuite::Cbc] {
+            let err = decrypt_file(&key(), suite, &e, &d, None, &|_| {}).unwrap_err();
+            assert!(
+                matches!(err, MediaError::Crypto { source: CryptoError::CbcNeedsHash, .. }),
+                "{suite}: {err}"
+            );
+            let err = decrypt_file(&key(), suite, &e, &d, Some(out.sha256), &|_| {}).unwrap_err();
+            assert!(
+                matches!(err, MediaError::Crypto { source: CryptoError::Undecryptable(s), .. } if s == suite),
+                "{suite}: {err}"
+            );
+            assert!(!d.exists());
+        }
+        // A real CBC file decrypts with its hash and is refused without it.
+        let c = dir.path().join("c");
+        let out = encrypt_file(&key(), Suite::Cbc, &p, &c, &|_| {}).unwrap();
+        assert!(decrypt_file(&key(), DecryptSuite::Cbc, &c, &d, None, &|_| {}).is_err());
+        let r = decrypt_file(&key(), DecryptSuite::Cbc, &c, &d, Some(out.sha256), &|_| {}).unwrap();
+        assert_eq!(r.suite, Suite::Cbc);
+        assert_eq!(std::fs::read(&d).unwrap(), b"1234");
+    }
+
+    #[test]
+    fn decrypt_to_a_writer_releases_only_verified_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p");
+        std::fs::write(&p, vec![3u8; 70_000]).unwrap();
+        let e = dir.path().join("e");
+        let out = encrypt_file(&key(), Suite::Gcm, &p, &e, &|_| {}).unwrap();
+        let mut sink = Vec::new();
+        decrypt_file_to(&key(), DecryptSuite::Gcm, &e, &mut sink, Some(out.sha256), &|_| {})
+            .unwrap();
+        assert_eq!(sink, vec![3u8; 70_000]);
+        let mut bytes = std::fs::read(&e).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&e, &bytes).unwrap();
+        let mut sink = Vec::new();
+        assert!(decrypt_file_to(&key(), DecryptSuite::Gcm, &e, &mut sink, None, &|_| {}).is_err());
+        assert!(sink.is_empty());
+    }
+
     #[test]
     fn failures_leave_nothing_at_output() {
         let dir = tempfile::tempdir().unwrap();
@@ -744,6 +888,11 @@ mod tests {
         let err = decrypt_file(&key(), DecryptSuite::Auto, &e, &d, None, &|_| {}).unwrap_err();
         assert!(err.is_crypto(), "{err}");
         assert!(!d.exists());
+        let err = decrypt_file(&key(), DecryptSuite::Gcm, &e, &d, None, &|_| {}).unwrap_err();
+        assert!(
+            matches!(err, MediaError::Crypto { source: CryptoError::Undecryptable(DecryptSuite::Gcm), .. }),
+            "{err}"
+        );
         bytes[5000] ^= 1;
         std::fs::write(&e, &bytes).unwrap();
         let err =
