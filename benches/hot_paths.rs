@@ -43,6 +43,7 @@ fn engine(suite: Suite) -> Engine {
         Policy::default(),
         EngineOptions {
             suite,
+            decrypt_suite: suite.into(),
             ..EngineOptions::default()
         },
     )

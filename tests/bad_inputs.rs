@@ -407,15 +407,18 @@ fn bad_input_catalog() {
 
 #[test]
 fn unknown_flags_and_bad_values() {
-    for args in [
-        &["encrypt", "--bogus"][..],
-        &["decrypt", "--suite"],
-        &["frobnicate"],
-        &["media", "encrypt"],
-        &["flows", "decrypt-request"],
+    for (args, help) in [
+        (&["encrypt", "--bogus"][..], "see oneseal encrypt --help"),
+        (&["decrypt", "--suite"], "see oneseal decrypt --help"),
+        (&["frobnicate"], "see oneseal --help"),
+        (&["media", "encrypt"], "see oneseal media encrypt --help"),
+        (
+            &["flows", "decrypt-request"],
+            "see oneseal flows decrypt-request --help",
+        ),
     ] {
         let o = oneseal(args, None, &[]);
-        assert_fails(&o, 2, "see oneseal --help");
+        assert_fails(&o, 2, help);
     }
     let o = oneseal(
         &["encrypt", "--encryption-context", "novalue"],

@@ -6,7 +6,7 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-const TEXT: &str = r#"{"messages":[{"channel":"whatsapp","to":"2799900001","content":"Your balance is R1 234.56","clientMessageId":"c1"}]}"#;
+const TEXT: &str = r#"{"messages":[{"channel":"whatsapp","to":"2799900001","content":"Your balance is R1 234.56","clientMessageId":"c1","customData":{"note":"n1"}}]}"#;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -282,16 +282,17 @@ fn suite_from_flag_env_and_config_file() {
     let cfg = e.path("oneseal.toml");
     std::fs::write(
         &cfg,
-        format!("suite = \"cbc\"\nlocal_key = \"{key}\"\nfields = [\"clientMessageId\"]\n"),
+        format!("suite = \"cbc\"\nlocal_key = \"{key}\"\nfields = [\"customData.note\"]\n"),
     )
     .unwrap();
     let o = oneseal(&["--config", &cfg, "encrypt"], Some(TEXT.as_bytes()), &[]);
     let v = json(&o);
     assert_eq!(content_len(&v), 16 + (n / 16 + 1) * 16);
     assert_ne!(
-        v["messages"][0]["clientMessageId"], "c1",
+        v["messages"][0]["customData"]["note"], "n1",
         "extra field from the config file"
     );
+    assert_eq!(v["messages"][0]["clientMessageId"], "c1");
     let o = oneseal(&["--config", &cfg, "decrypt"], Some(&o.stdout), &[]);
     assert_eq!(json(&o), serde_json::from_str::<Value>(TEXT).unwrap());
     std::fs::write(&cfg, "sutie = \"cbc\"\n").unwrap();

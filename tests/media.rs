@@ -132,6 +132,8 @@ fn encrypt_opens_independently_and_decrypt_restores() {
                 meta["encryptionKey"].as_str().unwrap(),
                 "--sha256",
                 meta["sha256FileHash"].as_str().unwrap(),
+                "--suite",
+                suite,
             ],
             None,
             &env,
@@ -190,7 +192,7 @@ fn tampered_file_or_wrong_hash_exit_4_with_nothing_at_output() {
         None,
         &env,
     );
-    assert_fails(&o, 4, "authentication failed");
+    assert_fails(&o, 4, "could not be decrypted with suite gcm");
     assert!(!std::path::Path::new(&out).exists());
     std::fs::write(&bad, &bytes[..1000]).unwrap();
     assert_eq!(
@@ -322,6 +324,8 @@ fn decrypt_with_key_and_hash_from_a_momedia_callback() {
                 &back,
                 "--callback",
                 cbp.to_str().unwrap(),
+                "--suite",
+                suite,
             ],
             None,
             &env,
@@ -444,6 +448,8 @@ fn a_256_mib_file_with_kms_both_suites() {
                 "--sha256",
                 &digest,
                 "--no-progress",
+                "--suite",
+                suite,
             ];
             oneseal(&args, None, &env)
         };

@@ -41,7 +41,11 @@ pub fn walker(data: &[u8]) {
             .expect("what encrypt wrote must decrypt");
         let a: serde_json::Value = serde_json::from_slice(data).expect("encrypt accepted it");
         let b: serde_json::Value = serde_json::from_slice(&dec).expect("decrypt output is JSON");
-        assert_eq!(a, b, "round trip changed the document");
+        assert_eq!(
+            oneseal_core::without_bookkeeping(&b, &a),
+            a,
+            "round trip changed the document"
+        );
     }
 }
 

@@ -10,7 +10,8 @@ Examples:
   oneseal key init                                   # create the local master key
   oneseal encrypt request.json -o request.enc.json   # encrypt a One API request body
   oneseal decrypt callback.json                      # decrypt an inbound callback to stdout
-  curl ... | oneseal decrypt - --pretty              # '-' (or no INPUT) reads stdin
+  oneseal decrypt - --pretty < callback.json         # '-' (or no INPUT) reads stdin
+  oneseal completions bash > ~/.local/share/bash-completion/completions/oneseal
 
 Key providers: with --kms-key-id (or ONESEAL_KMS_KEY_ID) data keys come from AWS KMS, which
 the messaging platform can also use; without it, from the local key file (offline, for
@@ -18,11 +19,30 @@ development and tests: the platform cannot decrypt those).
 
 Exit codes: 0 ok, 2 usage/config, 3 bad input, 4 cryptographic failure, 5 key service failure.";
 
-/// Client-side encryption of WhatsApp message content for Clickatell's One API.
+/// `--version`: the package version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ONESEAL_COMMIT"),
+    ")"
+);
+
+/// oneseal: encrypts WhatsApp message content (text, captions, template parameters, media)
+/// before it reaches Clickatell's One API, and decrypts callbacks and downloaded media, with
+/// AWS KMS data keys (or a local key for development).
 #[derive(Debug, Parser)]
-#[command(name = "oneseal", version, about, after_help = MAIN_AFTER, propagate_version = true)]
+#[command(
+    name = "oneseal",
+    version = VERSION,
+    about = "Client-side encryption of WhatsApp message content for Clickatell's One API: \
+             encrypt requests, decrypt callbacks and media, answer WhatsApp Flows",
+    after_help = MAIN_AFTER,
+    propagate_version = true,
+    arg_required_else_help = true,
+    subcommand_required = true
+)]
 pub struct Cli {
-    /// Config file (TOML) with defaults for any option below.
+    /// Config file (TOML) with defaults for any option below (default: ./oneseal.toml if present).
     #[arg(long, global = true, env = "ONESEAL_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -30,13 +50,17 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Colour in diagnostics: auto (only on a terminal, and not with NO_COLOR set), always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Encrypt the sensitive leaves of a request body or callback (DESIGN §4 field policy).
+    /// Encrypt the sensitive leaves of a request body or callback (README "What gets encrypted").
     #[command(after_help = ENCRYPT_AFTER)]
     Encrypt(EncryptArgs),
     /// Decrypt a callback or an encrypted request body, removing each encryptionKey used.
@@ -51,14 +75,27 @@ pub enum Command {
     /// Manage the local master key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Print shell completions (bash, zsh, fish, powershell) on stdout.
+    #[command(after_help = COMPLETIONS_AFTER)]
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL", value_parser = ["bash", "zsh", "fish", "powershell"])]
+        shell: String,
+    },
 }
+
+const COMPLETIONS_AFTER: &str = "\
+Examples:
+  oneseal completions bash > ~/.local/share/bash-completion/completions/oneseal
+  oneseal completions zsh > \"${fpath[1]}/_oneseal\"
+  oneseal completions fish > ~/.config/fish/completions/oneseal.fish";
 
 const ENCRYPT_AFTER: &str = "\
 Examples:
   oneseal encrypt request.json -o request.enc.json
   oneseal encrypt request.json --kms-key-id alias/whatsapp --encryption-context tenant=acme
   oneseal encrypt request.json --suite cbc --field customData.note
-  cat request.json | oneseal encrypt > request.enc.json
+  oneseal encrypt < request.json > request.enc.json
 
 Each message gets `encryptionKey` (One API) or the document gets one (legacy). Inline media
 (`content` with a content type) is encrypted as bytes and `sha256Hash` is set to the SHA-256
@@ -69,6 +106,11 @@ Examples:
   oneseal decrypt callback.json
   oneseal decrypt request.enc.json -o request.json
   oneseal decrypt callback.json --keep-going      # leave undecryptable items as they are
+  oneseal decrypt old-callback.json --suite cbc   # a deployment that uses the cbc format
+
+Decrypt uses the configured suite (gcm unless --suite, ONESEAL_SUITE or `suite` in the config
+file says cbc): a gcm deployment never runs unauthenticated cbc on what it receives. --suite
+auto (gcm, then cbc) is for migrations only.
 
 Local blobs (made without --kms-key-id) are opened with the local key; all others with KMS
 (credentials and region from the standard AWS chain). --kms-key-id on decrypt restricts
@@ -101,7 +143,7 @@ pub struct KeyArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// Seconds one KMS call may take in total, retries included (default 20).
+    /// Seconds one KMS call may take in total, retries included (more than 0, at most 3600; default 20).
     #[arg(long, value_name = "SECONDS")]
     pub kms_timeout: Option<f64>,
 }
@@ -112,7 +154,7 @@ pub struct EncryptArgs {
     #[arg(value_name = "INPUT")]
     pub input: Option<PathBuf>,
 
-    /// Output file, written atomically; default stdout.
+    /// Output file, written atomically; '-' or nothing writes stdout.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
 
@@ -146,11 +188,11 @@ pub struct DecryptArgs {
     #[arg(value_name = "INPUT")]
     pub input: Option<PathBuf>,
 
-    /// Output file, written atomically; default stdout.
+    /// Output file, written atomically; '-' or nothing writes stdout.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
 
-    /// Suites to accept: auto (GCM, then CBC), gcm, cbc.
+    /// Suite to decrypt: gcm (default), cbc, or auto (gcm, then cbc; for migrations only).
     #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
     pub suite: Option<String>,
 
@@ -175,8 +217,12 @@ pub struct DecryptArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(arg_required_else_help = true, subcommand_required = true)]
 pub enum KeyCommand {
     /// Create the local master key (mode 0600). Never overwrites an existing key.
+    #[command(
+        after_help = "Examples:\n  oneseal key init                          # at the default place (<data dir>/oneseal/local.key)\n  oneseal key init --local-key ./dev.key    # elsewhere (its directory must exist)\n\nThe local key is for development, tests and offline use: the messaging platform cannot\ndecrypt what it encrypts. Back it up if you keep anything encrypted with it."
+    )]
     Init {
         /// Where to create it (default: <data dir>/oneseal/local.key).
         #[arg(long, env = "ONESEAL_LOCAL_KEY", value_name = "PATH")]
@@ -185,6 +231,7 @@ pub enum KeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(arg_required_else_help = true, subcommand_required = true)]
 pub enum MediaCommand {
     /// Encrypt a file for upload (POST /v1/media) and print the upload parameters as JSON.
     #[command(after_help = MEDIA_ENCRYPT_AFTER)]
@@ -196,25 +243,31 @@ pub enum MediaCommand {
 
 const MEDIA_ENCRYPT_AFTER: &str = "\
 Examples:
-  oneseal media encrypt statement.pdf -o statement.pdf.enc --to 2799900001 --kms-key-id alias/wa
-  oneseal media encrypt promo.mp4 -o promo.enc --broadcast --kms-key-id alias/wa
+  oneseal media encrypt statement.pdf -o statement.pdf.enc --to 2799900001 --kms-key-id alias/wa > params.json
+  oneseal media encrypt promo.mp4 -o promo.enc --broadcast --kms-key-id alias/wa > params.json
+  oneseal media encrypt - --file-name scan.pdf -o scan.enc --to 2799900001 < scan.pdf > params.json
 
-Then upload the encrypted bytes:
-  curl -X POST -H \"Authorization: $KEY\" -H 'Content-Type: application/pdf' \\
+The upload parameters are printed as JSON on stdout (on stderr with -o -). Then upload:
+  curl -X POST -H \"Authorization: $ONE_API_KEY\" -H 'Content-Type: application/pdf' \\
        --data-binary @statement.pdf.enc \"$(jq -r .uploadUrl < params.json)\"";
 
 const MEDIA_DECRYPT_AFTER: &str = "\
 Examples:
-  oneseal media decrypt encrypted_UUID-1.jpg -o photo.jpg --callback moMedia.json
-  oneseal media decrypt file.enc -o file.pdf --encryption-key AQIDAH... --sha256 529fd5...";
+  oneseal media decrypt encrypted.jpg -o photo.jpg --callback moMedia.json
+  oneseal media decrypt file.enc -o file.pdf --encryption-key \"$KEY_B64\" --sha256 \"$SHA256_HEX\"
+  oneseal media decrypt file.enc -o - --callback moMedia.json | less
+
+The file is checked (length, hash format) before any KMS call, decrypted into a temp file,
+and released only once the GCM tag and the SHA-256 verify. cbc media (--suite cbc) is
+unauthenticated and needs the expected SHA-256 (--sha256 or the callback's sha256Hash).";
 
 #[derive(Debug, Args)]
 pub struct MediaEncryptArgs {
-    /// The plaintext file.
+    /// The plaintext file; '-' reads stdin (then give --file-name).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Where to write the encrypted file (atomically).
+    /// Where to write the encrypted file (atomically); '-' writes stdout.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
 
@@ -265,7 +318,7 @@ pub struct MediaDecryptArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Where to write the plaintext (only after it verifies).
+    /// Where to write the plaintext (only after it verifies); '-' writes stdout.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
 
@@ -285,7 +338,7 @@ pub struct MediaDecryptArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub file_index: usize,
 
-    /// Suites to accept: auto, gcm, cbc.
+    /// Suite to decrypt: gcm (default), cbc (needs the SHA-256), or auto (migrations only).
     #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
     pub suite: Option<String>,
 
@@ -298,6 +351,7 @@ pub struct MediaDecryptArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(arg_required_else_help = true, subcommand_required = true)]
 pub enum FlowsCommand {
     /// Generate a 2048-bit RSA business key pair (PKCS#8 private, SPKI public, PEM).
     #[command(

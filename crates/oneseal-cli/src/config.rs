@@ -1,5 +1,7 @@
-//! Stage two of argument handling: clap values + environment (via clap) + the config file,
-//! validated into the settings the commands run with. Precedence: flag/env > file > default.
+//! Stage two of argument handling: clap values (flags and environment, via clap) and the
+//! config file, resolved once per command into validated settings. Precedence: flag/env >
+//! file > default. Every error names where the bad value came from: a flag, or the config
+//! file and its key (and line, for TOML syntax).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,9 @@ use serde::Deserialize;
 
 use crate::cli::KeyArgs;
 use crate::error::CliError;
+
+/// The config file found without `--config`.
+pub const DEFAULT_CONFIG: &str = "oneseal.toml";
 
 /// `oneseal.toml`: defaults for any option. Unknown keys are an error, so typos surface.
 #[derive(Debug, Default, Deserialize)]
@@ -37,69 +42,167 @@ pub struct FileConfig {
     pub encryption_context: BTreeMap<String, String>,
 }
 
-impl FileConfig {
-    pub fn load(path: Option<&Path>) -> Result<FileConfig, CliError> {
-        let Some(path) = path else {
-            return Ok(FileConfig::default());
+/// The config file in force (if any) and its values.
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    /// Where it was read from; `None` when there is no config file.
+    pub path: Option<PathBuf>,
+    pub values: FileConfig,
+}
+
+impl ConfigFile {
+    /// Reads `--config`/`ONESEAL_CONFIG` if given, else `./oneseal.toml` if it exists.
+    pub fn load(explicit: Option<&Path>) -> Result<ConfigFile, CliError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
+            None => return Ok(ConfigFile::default()),
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| CliError::io("read config file", path, e))?;
-        toml::from_str(&text).map_err(|e| {
-            CliError::usage(format!("config file {}: {}", path.display(), e.message()))
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| CliError::io("read config file", &path, e))?;
+        let values = toml::from_str(&text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
+            CliError::usage(format!(
+                "config file {}{at}: {}",
+                path.display(),
+                e.message().trim()
+            ))
+        })?;
+        Ok(ConfigFile {
+            path: Some(path),
+            values,
         })
+    }
+
+    /// An error about `key` in this file.
+    fn err(&self, key: &str, msg: impl std::fmt::Display) -> CliError {
+        let file = self
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| DEFAULT_CONFIG.into());
+        CliError::usage(format!("config file {file}: {key}: {msg}"))
     }
 }
 
-pub fn parse_suite(s: Option<&str>) -> Result<Suite, CliError> {
-    s.map_or(Ok(Suite::Gcm), |s| {
-        s.parse()
-            .map_err(|e| CliError::usage(format!("--suite: {e}")))
-    })
+/// A value taken from a flag (or its environment variable) or else from the config file,
+/// parsed with an error that names whichever it came from.
+fn from_flag_or_file<T, E: std::fmt::Display>(
+    flag: Option<&str>,
+    flag_name: &str,
+    file_value: Option<&str>,
+    file_key: &str,
+    file: &ConfigFile,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, CliError> {
+    if let Some(v) = flag {
+        return parse(v)
+            .map(Some)
+            .map_err(|e| CliError::usage(format!("{flag_name}: {e}")));
+    }
+    match file_value {
+        Some(v) => parse(v).map(Some).map_err(|e| file.err(file_key, e)),
+        None => Ok(None),
+    }
 }
 
-pub fn parse_decrypt_suite(s: Option<&str>) -> Result<DecryptSuite, CliError> {
-    s.map_or(Ok(DecryptSuite::Auto), |s| {
-        s.parse()
-            .map_err(|e| CliError::usage(format!("--suite: {e}")))
-    })
+/// The suite for new ciphertext (default gcm).
+pub fn suite(flag: Option<&str>, file: &ConfigFile) -> Result<Suite, CliError> {
+    Ok(from_flag_or_file(
+        flag,
+        "--suite (or ONESEAL_SUITE)",
+        file.values.suite.as_deref(),
+        "suite",
+        file,
+        str::parse::<Suite>,
+    )?
+    .unwrap_or_default())
 }
 
-pub fn parse_api(s: Option<&str>) -> Result<Api, CliError> {
-    s.map_or(Ok(Api::Auto), |s| {
-        s.parse()
-            .map_err(|e: String| CliError::usage(format!("--api: {e}")))
-    })
+/// The suite decryption accepts: the configured suite, gcm by default (DESIGN §3); `auto`
+/// only when asked for.
+pub fn decrypt_suite(flag: Option<&str>, file: &ConfigFile) -> Result<DecryptSuite, CliError> {
+    Ok(from_flag_or_file(
+        flag,
+        "--suite (or ONESEAL_SUITE)",
+        file.values.suite.as_deref(),
+        "suite",
+        file,
+        str::parse::<DecryptSuite>,
+    )?
+    .unwrap_or_default())
 }
 
-pub fn policy(cli_fields: &[String], file: &FileConfig) -> Result<Policy, CliError> {
+pub fn api(flag: Option<&str>, file: &ConfigFile) -> Result<Api, CliError> {
+    Ok(from_flag_or_file(
+        flag,
+        "--api",
+        file.values.api.as_deref(),
+        "api",
+        file,
+        str::parse::<Api>,
+    )?
+    .unwrap_or_default())
+}
+
+/// The built-in policy plus `fields` from the file and `--field`s, each checked (no `**`
+/// alone, no routing fields).
+pub fn policy(cli_fields: &[String], file: &ConfigFile) -> Result<Policy, CliError> {
     let mut extra = Vec::new();
-    for f in file.fields.iter().chain(cli_fields) {
+    for f in &file.values.fields {
+        let ps = FieldPath::parse_many(f).map_err(|e| file.err("fields", e))?;
+        for p in &ps {
+            p.check_user_path().map_err(|e| file.err("fields", e))?;
+        }
+        extra.extend(ps);
+    }
+    for f in cli_fields {
         extra.extend(
             FieldPath::parse_many(f).map_err(|e| CliError::usage(format!("--field: {e}")))?,
         );
     }
-    Ok(Policy::default().with_extra_fields(&extra))
+    Policy::default()
+        .with_extra_fields(&extra)
+        .map_err(|e| CliError::usage(format!("--field: {e}")))
 }
 
-pub fn cache_config(fresh: bool, file: &FileConfig) -> CacheConfig {
+/// Key-cache limits from the file, bounded (DESIGN §2).
+pub fn cache_config(fresh: bool, file: &ConfigFile) -> Result<CacheConfig, CliError> {
     let mut c = CacheConfig::default();
-    if let Some(n) = file.max_messages_per_key {
-        c.max_messages = n.max(1);
+    if let Some(n) = file.values.max_messages_per_key {
+        c.max_messages = n;
     }
-    if let Some(s) = file.key_max_age_seconds {
+    if let Some(s) = file.values.key_max_age_seconds {
         c.max_age = Duration::from_secs(s);
     }
-    if fresh || file.fresh_key_per_message == Some(true) {
+    c.validate().map_err(|e| {
+        let key = if e.starts_with("max_messages") {
+            "max_messages_per_key"
+        } else {
+            "key_max_age_seconds"
+        };
+        file.err(key, e)
+    })?;
+    if fresh || file.values.fresh_key_per_message == Some(true) {
         c.max_messages = 1;
     }
-    c
+    Ok(c)
 }
 
-/// Where the local master key is: the flag/env value, else the config file, else the
-/// default under the user's data directory.
-pub fn local_key_path(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf, CliError> {
-    flag.or_else(|| file.local_key.clone())
-        .or_else(oneseal_core::local::default_key_path)
+/// Where the local master key is, and whether that is the default place (whose directory
+/// oneseal may create) or a path the user chose (whose directory must exist).
+pub fn local_key_path(
+    flag: Option<PathBuf>,
+    file: &ConfigFile,
+) -> Result<(PathBuf, bool), CliError> {
+    if let Some(p) = flag.or_else(|| file.values.local_key.clone()) {
+        return Ok((p, false));
+    }
+    oneseal_core::local::default_key_path()
+        .map(|p| (p, true))
         .ok_or_else(|| {
             CliError::usage(
                 "no data directory for the local key on this system: pass --local-key PATH",
@@ -110,11 +213,36 @@ pub fn local_key_path(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBu
 /// The key-provider settings after merging.
 pub struct Keys {
     pub kms: KmsConfig,
-    pub local_path: Result<PathBuf, CliError>,
+    pub local_path: Result<(PathBuf, bool), CliError>,
 }
 
-pub fn keys(args: &KeyArgs, file: &FileConfig) -> Result<Keys, CliError> {
-    let mut ctx = file.encryption_context.clone();
+/// A key id that is present but blank is an error, never a silent fall-back to the local
+/// key: `--kms-key-id "$KEY"` with an empty `$KEY` must not "work" without KMS.
+fn key_id(args: &KeyArgs, file: &ConfigFile) -> Result<Option<String>, CliError> {
+    const BLANK: &str =
+        "is empty: give a KMS key id, ARN or alias/NAME (or leave it out to use the local key)";
+    if let Some(k) = &args.kms_key_id {
+        if k.trim().is_empty() {
+            return Err(CliError::usage(format!(
+                "--kms-key-id (or ONESEAL_KMS_KEY_ID) {BLANK}"
+            )));
+        }
+        return Ok(Some(k.trim().to_string()));
+    }
+    // clap treats an empty environment variable as unset; an empty one is still a mistake.
+    if std::env::var_os("ONESEAL_KMS_KEY_ID").is_some_and(|v| v.to_string_lossy().trim().is_empty())
+    {
+        return Err(CliError::usage(format!("ONESEAL_KMS_KEY_ID {BLANK}")));
+    }
+    match &file.values.kms_key_id {
+        Some(k) if k.trim().is_empty() => Err(file.err("kms_key_id", BLANK)),
+        Some(k) => Ok(Some(k.trim().to_string())),
+        None => Ok(None),
+    }
+}
+
+pub fn keys(args: &KeyArgs, file: &ConfigFile) -> Result<Keys, CliError> {
+    let mut ctx = file.values.encryption_context.clone();
     for kv in &args.encryption_context {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             CliError::usage(format!(
@@ -126,27 +254,22 @@ pub fn keys(args: &KeyArgs, file: &FileConfig) -> Result<Keys, CliError> {
         }
         ctx.insert(k.to_string(), v.to_string());
     }
-    let timeout = args.kms_timeout.or(file.kms_timeout);
-    if let Some(t) = timeout {
-        if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
-            return Err(CliError::usage(
-                "--kms-timeout must be between 0 and 3600 seconds",
-            ));
-        }
-    }
+    let valid = |t: f64| t.is_finite() && t > 0.0 && t <= 3600.0;
+    const RANGE: &str = "must be more than 0 and at most 3600 seconds";
+    let timeout = match (args.kms_timeout, file.values.kms_timeout) {
+        (Some(t), _) if !valid(t) => return Err(CliError::usage(format!("--kms-timeout {RANGE}"))),
+        (None, Some(t)) if !valid(t) => return Err(file.err("kms_timeout", RANGE)),
+        (t, f) => t.or(f),
+    };
     let op = timeout.map(Duration::from_secs_f64);
     let kms = KmsConfig {
-        key_id: args
-            .kms_key_id
-            .clone()
-            .or_else(|| file.kms_key_id.clone())
-            .filter(|s| !s.is_empty()),
-        region: args.region.clone().or_else(|| file.region.clone()),
-        profile: args.profile.clone().or_else(|| file.profile.clone()),
+        key_id: key_id(args, file)?,
+        region: args.region.clone().or_else(|| file.values.region.clone()),
+        profile: args.profile.clone().or_else(|| file.values.profile.clone()),
         endpoint_url: args
             .endpoint_url
             .clone()
-            .or_else(|| file.endpoint_url.clone()),
+            .or_else(|| file.values.endpoint_url.clone()),
         encryption_context: ctx,
         operation_timeout: op,
         attempt_timeout: op.map(|d| d.min(Duration::from_secs(5))),
@@ -164,10 +287,13 @@ impl Keys {
         if self.kms.key_id.is_some() {
             return Ok(AwsKmsProvider::new(self.kms.clone()).into_dyn());
         }
-        let path = self
+        let (path, default) = self
             .local_path
             .as_ref()
             .map_err(|e| CliError::usage(e.message.clone()))?;
+        if !default && !path.exists() {
+            crate::io::require_parent_dir(path)?;
+        }
         Ok(Arc::new(LazyLocal {
             path: path.clone(),
             cell: OnceCell::new(),
@@ -177,8 +303,8 @@ impl Keys {
     /// The provider for unwrapping: routes `OSL1` blobs to the local key, others to KMS.
     pub fn decrypt_provider(&self) -> Result<Arc<dyn KeyProvider>, CliError> {
         let local: Result<Arc<dyn KeyProvider>, String> = match &self.local_path {
-            Ok(p) if p.exists() => Ok(Arc::new(LocalProvider::load(p)?)),
-            Ok(p) => Err(p.display().to_string()),
+            Ok((p, _)) if p.exists() => Ok(Arc::new(LocalProvider::load(p)?)),
+            Ok((p, _)) => Err(p.display().to_string()),
             Err(e) => Err(e.message.clone()),
         };
         let remote = AwsKmsProvider::new(self.kms.clone()).into_dyn();
@@ -218,5 +344,50 @@ impl KeyProvider for LazyLocal {
     }
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
         self.get()?.decrypt_data_key(blob).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(text: &str) -> Result<ConfigFile, CliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        ConfigFile::load(Some(&p))
+    }
+
+    #[test]
+    fn toml_errors_name_the_line() {
+        let e = file_with("suite = \"gcm\"\nkms_key_id = \n").unwrap_err();
+        assert!(e.message.contains("line 2"), "{}", e.message);
+        let e = file_with("suite = \"gcm\"\n\nsuit = \"cbc\"\n").unwrap_err();
+        assert!(e.message.contains("line 3"), "{}", e.message);
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_key() {
+        let f = file_with("suite = \"ccm\"\n").unwrap();
+        let e = suite(None, &f).unwrap_err();
+        assert!(e.message.contains("c.toml: suite:"), "{}", e.message);
+        assert!(!e.message.contains("--suite"), "{}", e.message);
+        let e = suite(Some("ccm"), &f).unwrap_err();
+        assert!(e.message.starts_with("--suite"), "{}", e.message);
+        let f = file_with("max_messages_per_key = 100000000\n").unwrap();
+        let e = cache_config(false, &f).unwrap_err();
+        assert!(e.message.contains("max_messages_per_key"), "{}", e.message);
+        let f = file_with("fields = [\"**\"]\n").unwrap();
+        assert!(policy(&[], &f).unwrap_err().message.contains("fields"));
+    }
+
+    #[test]
+    fn decrypt_defaults_to_gcm() {
+        assert_eq!(
+            decrypt_suite(None, &ConfigFile::default()).unwrap(),
+            DecryptSuite::Gcm
+        );
+        let f = file_with("suite = \"cbc\"\n").unwrap();
+        assert_eq!(decrypt_suite(None, &f).unwrap(), DecryptSuite::Cbc);
     }
 }

@@ -5,45 +5,44 @@ use std::sync::Arc;
 
 use oneseal_core::{Engine, EngineOptions, InitOutcome, KeyCache, LocalProvider};
 
-use crate::cli::{DecryptArgs, EncryptArgs, KeyArgs};
-use crate::config::{self, FileConfig};
+use crate::cli::{DecryptArgs, EncryptArgs};
+use crate::config::{self, ConfigFile};
 use crate::error::CliError;
-use crate::io;
+use crate::io::{self, Output};
 
-/// What encrypt and decrypt both need before they differ: the policy, the payload family,
-/// the key settings and the input (read only after the arguments validate).
-struct Prepared {
+/// What encrypt and decrypt both resolve before reading a byte of input: the policy, the
+/// payload family, the key settings and where the output goes.
+struct Common {
     policy: oneseal_core::Policy,
     api: oneseal_core::Api,
     keys: config::Keys,
-    input: Vec<u8>,
+    output: Output,
     name: Option<PathBuf>,
 }
 
-fn prepare(
+fn common(
     input: Option<&Path>,
     output: Option<&Path>,
     fields: &[String],
     api: Option<&str>,
-    keys: &KeyArgs,
-    file: &FileConfig,
-) -> Result<Prepared, CliError> {
-    let api = config::parse_api(api.or(file.api.as_deref()))?;
-    let policy = config::policy(fields, file)?;
-    let keys = config::keys(keys, file)?;
-    io::check_not_same(input, output)?;
-    Ok(Prepared {
-        policy,
-        api,
-        keys,
-        input: io::read_input(input)?,
+    keys: &crate::cli::KeyArgs,
+    file: &ConfigFile,
+) -> Result<Common, CliError> {
+    let c = Common {
+        api: config::api(api, file)?,
+        policy: config::policy(fields, file)?,
+        keys: config::keys(keys, file)?,
+        output: Output::from_arg(output)?,
         name: io::input_name(input),
-    })
+    };
+    io::check_not_same(input, output)?;
+    Ok(c)
 }
 
-pub async fn encrypt(a: EncryptArgs, file: &FileConfig) -> Result<(), CliError> {
-    let suite = config::parse_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
-    let p = prepare(
+pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> {
+    let suite = config::suite(a.suite.as_deref(), file)?;
+    let cache_cfg = config::cache_config(a.fresh_key_per_message, file)?;
+    let c = common(
         a.input.as_deref(),
         a.output.as_deref(),
         &a.fields,
@@ -51,26 +50,26 @@ pub async fn encrypt(a: EncryptArgs, file: &FileConfig) -> Result<(), CliError> 
         &a.keys,
         file,
     )?;
-    let cache = Arc::new(KeyCache::new(
-        p.keys.encrypt_provider()?,
-        config::cache_config(a.fresh_key_per_message, file),
-    ));
+    let provider = c.keys.encrypt_provider()?;
+    let input = io::read_input(a.input.as_deref())?;
+    let cache = Arc::new(KeyCache::new(provider, cache_cfg));
     let opts = EngineOptions {
         suite,
-        api: p.api,
+        api: c.api,
         ..EngineOptions::default()
     };
-    let out = Engine::new(cache, p.policy, opts)
-        .encrypt_slice(&p.input, a.pretty)
+    let out = Engine::new(cache, c.policy, opts)
+        .encrypt_slice(&input, a.pretty)
         .await
-        .map_err(|e| CliError::from(e).in_file(p.name.as_deref()))?;
+        .map_err(|e| CliError::from(e).in_file(c.name.as_deref()))?;
     tracing::info!(suite = %suite, bytes = out.len(), "encrypted");
-    io::write_output(a.output.as_deref(), &out)
+    c.output.write(&out)
 }
 
-pub async fn decrypt(a: DecryptArgs, file: &FileConfig) -> Result<(), CliError> {
-    let decrypt_suite = config::parse_decrypt_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
-    let p = prepare(
+pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> {
+    let decrypt_suite = config::decrypt_suite(a.suite.as_deref(), file)?;
+    let cache_cfg = config::cache_config(false, file)?;
+    let c = common(
         a.input.as_deref(),
         a.output.as_deref(),
         &a.fields,
@@ -78,23 +77,22 @@ pub async fn decrypt(a: DecryptArgs, file: &FileConfig) -> Result<(), CliError> 
         &a.keys,
         file,
     )?;
-    let cache = Arc::new(KeyCache::new(
-        p.keys.decrypt_provider()?,
-        config::cache_config(false, file),
-    ));
+    let provider = c.keys.decrypt_provider()?;
+    let input = io::read_input(a.input.as_deref())?;
+    let cache = Arc::new(KeyCache::new(provider, cache_cfg));
     let opts = EngineOptions {
         decrypt_suite,
-        api: p.api,
+        api: c.api,
         keep_going: a.keep_going,
         ..EngineOptions::default()
     };
-    let name = p.name;
-    let (out, report) = Engine::new(cache, p.policy, opts)
-        .decrypt_slice(&p.input, a.pretty)
+    let name = c.name;
+    let (out, report) = Engine::new(cache, c.policy, opts)
+        .decrypt_slice(&input, a.pretty)
         .await
         .map_err(|e| CliError::from(e).in_file(name.as_deref()))?;
     tracing::info!(items = report.items, skipped = report.skipped, "decrypted");
-    io::write_output(a.output.as_deref(), &out)?;
+    c.output.write(&out)?;
     if let Some(worst) = report
         .failures
         .iter()
@@ -111,11 +109,23 @@ pub async fn decrypt(a: DecryptArgs, file: &FileConfig) -> Result<(), CliError> 
             ),
         ));
     }
+    if report.items == 0 {
+        let what = name
+            .as_deref()
+            .map(|n| n.display().to_string())
+            .unwrap_or_else(|| "the input".into());
+        eprintln!(
+            "oneseal: note: nothing in {what} was encrypted (no item carries an encryptionKey); it was passed through unchanged"
+        );
+    }
     Ok(())
 }
 
-pub fn key_init(local_key: Option<PathBuf>, file: &FileConfig) -> Result<(), CliError> {
-    let path = config::local_key_path(local_key, file)?;
+pub fn key_init(local_key: Option<PathBuf>, file: &ConfigFile) -> Result<(), CliError> {
+    let (path, default) = config::local_key_path(local_key, file)?;
+    if !default && !path.exists() {
+        io::require_parent_dir(&path)?;
+    }
     let (p, outcome) = LocalProvider::init(&path)?;
     match outcome {
         InitOutcome::Created => {

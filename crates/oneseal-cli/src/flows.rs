@@ -61,30 +61,30 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
             path.display()
         )));
     }
-    let mut tmp = io::temp_beside(path)?;
+    io::require_parent_dir(path)?;
+    let mut tmp = io::pending_beside(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
+        tmp.file()
             .set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| CliError::io("set permissions on", path, e))?;
     }
     #[cfg(not(unix))]
     let _ = mode;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+    tmp.file_mut()
+        .write_all(bytes)
         .map_err(|e| CliError::io("write", path, e))?;
-    tmp.persist_noclobber(path)
-        .map(|_| ())
-        .map_err(|e| CliError::io("write", path, e.error))
+    tmp.commit_new().map_err(|e| CliError::io("write", path, e))
 }
 
 fn emit(output: Option<&Path>, mut bytes: Vec<u8>) -> Result<(), CliError> {
+    let out = io::Output::from_arg(output)?;
     // A newline only for a person at a terminal: bodies piped on must stay exact.
-    if output.is_none() && std::io::stdout().is_terminal() {
+    if out == io::Output::Stdout && std::io::stdout().is_terminal() {
         bytes.push(b'\n');
     }
-    io::write_output(output, &bytes)
+    out.write(&bytes)
 }
 
 pub fn run(cmd: FlowsCommand) -> Result<(), CliError> {
@@ -107,6 +107,7 @@ pub fn run(cmd: FlowsCommand) -> Result<(), CliError> {
                         p.display()
                     )));
                 }
+                io::require_parent_dir(p)?;
             }
             let pass = if encrypt {
                 Some(secret(PASS_ENV, "New private key passphrase: ")?)

@@ -1,4 +1,4 @@
-//! `oneseal`: the command-line front end. Thin by design: parse (`cli`), validate
+//! `oneseal`: the command-line front end. Thin by design: parse (`cli`), resolve and validate
 //! (`config`), call the libraries, and map errors to one stderr line and an exit code.
 
 mod cli;
@@ -9,44 +9,28 @@ mod flows;
 mod io;
 mod media;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command, KeyCommand};
-use crate::config::FileConfig;
+use crate::config::ConfigFile;
 use crate::error::CliError;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            // --help and --version print and exit 0.
-            if !e.use_stderr() {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            // Usage errors: one line (DESIGN §5), exit 2.
-            let text = e.render().to_string();
-            // clap's first paragraph says what is wrong (and lists missing arguments).
-            let first: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let first = first.join(" ");
-            let first = first.strip_prefix("error: ").unwrap_or(&first);
-            eprintln!(
-                "{}",
-                CliError::usage(format!("{first} (see oneseal --help)"))
-            );
-            return ExitCode::from(error::EXIT_USAGE);
-        }
+        Err(e) => return clap_error(e),
     };
-    init_logging(cli.verbose);
+    if let Err(e) = watch_signals() {
+        eprintln!("{e}");
+        return ExitCode::from(error::EXIT_USAGE);
+    }
+    init_logging(cli.verbose, &cli.color);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,12 +40,105 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Help and version print and exit 0; a missing subcommand prints the help (exit 2); usage
+/// errors are one line (DESIGN §5) that keeps clap's tips ("a similar argument exists") and
+/// points at the subcommand's own `--help`, exit 2.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(error::EXIT_USAGE);
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    eprintln!(
+        "{}",
+        CliError::usage(format!(
+            "{} (see {} --help)",
+            parts.join("; "),
+            subcommand_path()
+        ))
+    );
+    ExitCode::from(error::EXIT_USAGE)
+}
+
+/// The subcommand the user was typing (`oneseal media encrypt`), from the raw arguments:
+/// the deepest known subcommand named, skipping options and their values.
+fn subcommand_path() -> String {
+    let mut cmd = Cli::command();
+    let mut path = vec!["oneseal".to_string()];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if let Some(name) = a.strip_prefix("--") {
+            let takes_value = !name.contains('=')
+                && cmd
+                    .get_arguments()
+                    .find(|x| x.get_long() == Some(name))
+                    .is_some_and(|x| x.get_action().takes_values());
+            if takes_value {
+                args.next();
+            }
+            continue;
+        }
+        if a.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = cmd.find_subcommand(&a).cloned() else {
+            break;
+        };
+        path.push(a);
+        cmd = sub;
+    }
+    path.join(" ")
+}
+
+/// SIGINT/SIGTERM: remove every unfinished output (temp files beside `-o`, unverified
+/// plaintext of a media decrypt) and exit 130/143. A signal's default action would run no
+/// destructors and leave them behind.
+fn watch_signals() -> Result<(), CliError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| CliError::usage(format!("cannot install signal handlers: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let removed = oneseal_core::atomic::remove_pending_files();
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                eprintln!(
+                    "oneseal: interrupted ({name}); removed {removed} unfinished output file(s)"
+                );
+                std::process::exit(128 + sig);
+            }
+        })
+        .map_err(|e| CliError::usage(format!("cannot start the signal thread: {e}")))?;
+    Ok(())
+}
+
+fn init_logging(verbose: u8, color: &str) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
+    };
+    let ansi = match color {
+        "always" => true,
+        "never" => false,
+        _ => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
     };
     // Only oneseal's own events: dependency logs (HTTP bodies, headers) are never shown.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -72,6 +149,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .without_time()
         .try_init();
 }
@@ -94,12 +172,38 @@ fn small_runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    let file = FileConfig::load(cli.config.as_deref())?;
+    if let Command::Completions { shell } = &cli.command {
+        return completions(shell);
+    }
+    let file = ConfigFile::load(cli.config.as_deref())?;
     match cli.command {
         Command::Encrypt(a) => runtime()?.block_on(docs::encrypt(a, &file)),
         Command::Decrypt(a) => runtime()?.block_on(docs::decrypt(a, &file)),
         Command::Media(m) => small_runtime()?.block_on(media::run(m, &file)),
         Command::Flows(f) => flows::run(f),
         Command::Key(KeyCommand::Init { local_key }) => docs::key_init(local_key, &file),
+        Command::Completions { .. } => Ok(()),
     }
+}
+
+fn completions(shell: &str) -> Result<(), CliError> {
+    use clap_complete::Shell;
+    let shell = match shell {
+        "bash" => Shell::Bash,
+        "zsh" => Shell::Zsh,
+        "fish" => Shell::Fish,
+        "powershell" => Shell::PowerShell,
+        other => {
+            return Err(CliError::usage(format!(
+                "unknown shell {other:?}: use bash, zsh, fish or powershell"
+            )))
+        }
+    };
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "oneseal",
+        &mut std::io::stdout(),
+    );
+    Ok(())
 }

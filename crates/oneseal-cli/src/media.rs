@@ -8,14 +8,14 @@ use oneseal_media::MediaError;
 use serde_json::{json, Value};
 
 use crate::cli::{MediaCommand, MediaDecryptArgs, MediaEncryptArgs};
-use crate::config::{self, FileConfig};
+use crate::config::{self, ConfigFile};
 use crate::error::CliError;
-use crate::io;
+use crate::io::{self, Output};
 
 /// The One API's per-upload limit.
 const PLATFORM_LIMIT: u64 = 30 * 1024 * 1024;
 
-pub async fn run(cmd: MediaCommand, file: &FileConfig) -> Result<(), CliError> {
+pub async fn run(cmd: MediaCommand, file: &ConfigFile) -> Result<(), CliError> {
     match cmd {
         MediaCommand::Encrypt(a) => encrypt(a, file).await,
         MediaCommand::Decrypt(a) => decrypt(a, file).await,
@@ -59,19 +59,31 @@ fn whatsapp_limit(content_type: &str) -> Option<(u64, &'static str)> {
     }
 }
 
-async fn encrypt(a: MediaEncryptArgs, file: &FileConfig) -> Result<(), CliError> {
-    let suite = config::parse_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
+async fn encrypt(a: MediaEncryptArgs, file: &ConfigFile) -> Result<(), CliError> {
+    let suite = config::suite(a.suite.as_deref(), file)?;
     let keys = config::keys(&a.keys, file)?;
+    let stdin = io::is_dash(&a.file);
     io::check_not_same(Some(&a.file), Some(&a.output))?;
-    let meta = std::fs::metadata(&a.file).map_err(|e| CliError::io("read", &a.file, e))?;
-    if !meta.is_file() {
-        return Err(CliError::usage(format!(
-            "{} is not a regular file",
-            a.file.display()
-        )));
-    }
+    let output = Output::from_arg(Some(&a.output))?;
+    let len = if stdin {
+        None
+    } else {
+        let meta = std::fs::metadata(&a.file).map_err(|e| CliError::io("read", &a.file, e))?;
+        if !meta.is_file() {
+            return Err(CliError::usage(format!(
+                "{} is not a regular file",
+                a.file.display()
+            )));
+        }
+        Some(meta.len())
+    };
     let file_name = match &a.file_name {
         Some(n) => n.clone(),
+        None if stdin => {
+            return Err(CliError::usage(
+                "reading stdin: pass --file-name NAME (the name the recipient sees)",
+            ))
+        }
         None => a
             .file
             .file_name()
@@ -86,17 +98,20 @@ async fn encrypt(a: MediaEncryptArgs, file: &FileConfig) -> Result<(), CliError>
     });
     let provider = keys.encrypt_provider()?;
     let dk = provider.generate_data_key().await?;
-    let pb = progress_bar(meta.len(), a.no_progress);
+    let pb = progress_bar(len.unwrap_or(0), a.no_progress || output == Output::Stdout);
     let tick = |n: u64| {
         if let Some(pb) = &pb {
             pb.set_position(n);
         }
     };
-    let (key, input, output) = (dk.key.clone(), a.file.clone(), a.output.clone());
     // Blocking here is fine: the runtime is single-threaded and has nothing else to run
     // while the file is processed (the key is already in hand).
-    let outcome =
-        oneseal_media::encrypt_file(&key, suite, &input, &output, &tick).map_err(media_err)?;
+    let outcome = match &output {
+        Output::Atomic(dest) if !stdin => {
+            oneseal_media::encrypt_file(&dk.key, suite, &a.file, dest, &tick).map_err(media_err)?
+        }
+        _ => encrypt_to(&dk.key, suite, &a.file, &output, &tick)?,
+    };
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -145,24 +160,81 @@ async fn encrypt(a: MediaEncryptArgs, file: &FileConfig) -> Result<(), CliError>
         "encryptionKey": encryption_key,
         "kmsArn": kms_arn,
         "suite": suite.name(),
-        "encryptedFile": a.output.display().to_string(),
+        "encryptedFile": output.display(),
         "uploadQuery": query,
         "uploadUrl": format!("{}{sep}{query}", a.upload_base_url),
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    let text = serde_json::to_string_pretty(&out).unwrap_or_default();
+    // With -o - the encrypted bytes own stdout; the parameters go to stderr.
+    if output == Output::Stdout {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
     Ok(())
+}
+
+/// Encrypts from `input` (a file or stdin) into a non-atomic output (stdout, a pipe) or,
+/// from stdin, into an atomic one.
+fn encrypt_to(
+    key: &oneseal_core::SecretKey,
+    suite: oneseal_core::Suite,
+    input: &Path,
+    output: &Output,
+    tick: &(dyn Fn(u64) + Sync),
+) -> Result<oneseal_media::EncryptOutcome, CliError> {
+    let reader: Box<dyn std::io::Read> = if io::is_dash(input) {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(input).map_err(|e| CliError::io("read", input, e))?)
+    };
+    let stream_err = |e: oneseal_media::StreamError| match e {
+        oneseal_media::StreamError::Read(err) => CliError::io("read", input, err),
+        oneseal_media::StreamError::Write(err) => {
+            CliError::io("write", Path::new(&output.display()), err)
+        }
+        other => CliError::crypto(other.to_string()),
+    };
+    let run = |w: &mut (dyn std::io::Write + Send)| {
+        let mut w = std::io::BufWriter::with_capacity(oneseal_media::CHUNK, w);
+        let r =
+            oneseal_media::encrypt_stream(key, suite, reader, &mut w, tick).map_err(stream_err)?;
+        std::io::Write::flush(&mut w)
+            .map_err(|e| CliError::io("write", Path::new(&output.display()), e))?;
+        Ok::<_, CliError>(r)
+    };
+    let (byte_size, encrypted_byte_size, sha256) = match output {
+        Output::Stdout => run(&mut std::io::stdout())?,
+        Output::Direct(p) => run(&mut io::open_direct(p)?)?,
+        Output::Atomic(p) => {
+            let mut tmp = io::pending_beside(p)?;
+            let r = run(tmp.file_mut())?;
+            io::commit(tmp)?;
+            r
+        }
+    };
+    Ok(oneseal_media::EncryptOutcome {
+        byte_size,
+        encrypted_byte_size,
+        sha256,
+    })
 }
 
 fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn parse_sha(s: &str, what: &str) -> Result<[u8; 32], CliError> {
+/// Parses an expected SHA-256; `usage` decides the exit code (a flag value is a usage
+/// error, a callback's value bad input).
+fn parse_sha(s: &str, what: &str, usage: bool) -> Result<[u8; 32], CliError> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s.trim(), &mut out).map_err(|_| {
-        CliError::input(format!(
-            "{what}: not a SHA-256 hash (64 hex digits expected)"
-        ))
+        let msg = format!("{what}: not a SHA-256 hash (64 hex digits expected)");
+        if usage {
+            CliError::usage(msg)
+        } else {
+            CliError::input(msg)
+        }
     })?;
     Ok(out)
 }
@@ -223,10 +295,16 @@ fn from_callback(path: &Path, index: usize) -> Result<(String, Option<String>), 
     Ok((key, hash))
 }
 
-async fn decrypt(a: MediaDecryptArgs, file: &FileConfig) -> Result<(), CliError> {
-    let suite = config::parse_decrypt_suite(a.suite.as_deref().or(file.suite.as_deref()))?;
+async fn decrypt(a: MediaDecryptArgs, file: &ConfigFile) -> Result<(), CliError> {
+    let suite = config::decrypt_suite(a.suite.as_deref(), file)?;
     let keys = config::keys(&a.keys, file)?;
+    if io::is_dash(&a.file) {
+        return Err(CliError::usage(
+            "media decrypt needs the encrypted file as a file (its tag is at the end): save it first, then pass its path",
+        ));
+    }
     io::check_not_same(Some(&a.file), Some(&a.output))?;
+    let output = Output::from_arg(Some(&a.output))?;
     let (key_b64, cb_hash) = match (&a.encryption_key, &a.callback) {
         (Some(k), _) => (k.clone(), None),
         (None, Some(cb)) => from_callback(cb, a.file_index)?,
@@ -236,42 +314,81 @@ async fn decrypt(a: MediaDecryptArgs, file: &FileConfig) -> Result<(), CliError>
             ))
         }
     };
-    let expected = match a.sha256.as_deref().or(cb_hash.as_deref()) {
-        Some(h) => Some(parse_sha(h, "--sha256")?),
-        None => None,
+    let expected = match (&a.sha256, &cb_hash) {
+        (Some(h), _) => Some(parse_sha(h, "--sha256", true)?),
+        (None, Some(h)) => Some(parse_sha(h, "the callback's sha256Hash", false)?),
+        (None, None) => None,
     };
+    if key_b64.trim().is_empty() {
+        return Err(CliError::input(
+            "the encryptionKey is empty; expected the base64 wrapped data key",
+        ));
+    }
     let blob =
         b64::decode(&key_b64).map_err(|_| CliError::input("--encryption-key: not valid base64"))?;
+    // Everything that can be checked without the key is checked before any KMS call.
+    let meta = std::fs::metadata(&a.file).map_err(|e| CliError::io("read", &a.file, e))?;
+    if !meta.is_file() {
+        return Err(CliError::usage(format!(
+            "{} is not a regular file",
+            a.file.display()
+        )));
+    }
+    oneseal_media::precheck(suite, meta.len(), expected).map_err(|e| match e {
+        oneseal_core::CryptoError::CbcNeedsHash => CliError::usage(format!(
+            "{}: {e} (--sha256 HEX, or --callback with the file's sha256Hash)",
+            a.file.display()
+        )),
+        other => CliError::crypto(format!("{}: {other}", a.file.display())),
+    })?;
     let provider = keys.decrypt_provider()?;
     let key = provider
         .decrypt_data_key(&blob)
         .await?
         .ok_or_else(|| CliError::from(oneseal_core::KeyError::Unrecognised))?;
-    let len = std::fs::metadata(&a.file)
-        .map_err(|e| CliError::io("read", &a.file, e))?
-        .len();
-    let pb = progress_bar(len, a.no_progress);
+    let pb = progress_bar(meta.len(), a.no_progress);
     let tick = |n: u64| {
         if let Some(pb) = &pb {
             pb.set_position(n);
         }
     };
     // As for encryption: nothing else runs on this runtime meanwhile.
-    let outcome = oneseal_media::decrypt_file(&key, suite, &a.file, &a.output, expected, &tick)
-        .map_err(media_err)?;
+    let outcome = match &output {
+        Output::Atomic(dest) => {
+            oneseal_media::decrypt_file(&key, suite, &a.file, dest, expected, &tick)
+        }
+        Output::Stdout => oneseal_media::decrypt_file_to(
+            &key,
+            suite,
+            &a.file,
+            &mut std::io::stdout().lock(),
+            expected,
+            &tick,
+        ),
+        Output::Direct(p) => oneseal_media::decrypt_file_to(
+            &key,
+            suite,
+            &a.file,
+            &mut io::open_direct(p)?,
+            expected,
+            &tick,
+        ),
+    }
+    .map_err(media_err)?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    if expected.is_none() && outcome.suite == oneseal_core::Suite::Cbc {
-        eprintln!("oneseal: warning: cbc media is unauthenticated and no --sha256 was given: the file's integrity is unchecked");
-    }
     let out = json!({
-        "file": a.output.display().to_string(),
+        "file": output.display(),
         "byteSize": outcome.byte_size,
         "sha256": hex_lower(&outcome.sha256),
         "suite": outcome.suite.name(),
-        "verified": if expected.is_some() { "sha256" } else if outcome.suite == oneseal_core::Suite::Gcm { "gcm-tag" } else { "none" },
+        "verified": if expected.is_some() { "sha256" } else { "gcm-tag" },
     });
-    println!("{out}");
+    if output == Output::Stdout {
+        eprintln!("{out}");
+    } else {
+        println!("{out}");
+    }
     Ok(())
 }

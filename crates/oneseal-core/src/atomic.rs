@@ -92,20 +92,34 @@ impl PendingFile {
 
     /// Syncs the file, gives it the mode of the file it replaces (if any), renames it over
     /// the destination and syncs the directory.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub fn commit(self) -> io::Result<()> {
+        self.finish(true)
+    }
+
+    /// Like [`commit`](Self::commit), but fails with `AlreadyExists` rather than replace an
+    /// existing destination (for keys, which are never overwritten).
+    pub fn commit_new(self) -> io::Result<()> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, replace: bool) -> io::Result<()> {
         let Some(tmp) = self.tmp.take() else {
             return Ok(());
         };
         tmp.as_file().sync_all()?;
         #[cfg(unix)]
         if let Ok(m) = std::fs::metadata(&self.dest) {
-            if m.is_file() {
+            if m.is_file() && replace {
                 tmp.as_file().set_permissions(m.permissions())?;
             }
         }
         {
             let mut reg = pending();
-            let res = tmp.persist(&self.dest);
+            let res = if replace {
+                tmp.persist(&self.dest)
+            } else {
+                tmp.persist_noclobber(&self.dest)
+            };
             reg.remove(&self.id);
             res.map_err(|e| e.error)?;
         }

@@ -654,11 +654,17 @@ mod tests {
             max_messages: MAX_MESSAGES_PER_KEY_LIMIT + 1,
             ..Default::default()
         };
-        assert!(too_many.validate().unwrap_err().contains("max_messages_per_key"));
+        assert!(too_many
+            .validate()
+            .unwrap_err()
+            .contains("max_messages_per_key"));
         let too_old = CacheConfig {
             max_age: MAX_KEY_AGE_LIMIT + Duration::from_secs(1),
             ..Default::default()
         };
-        assert!(too_old.validate().unwrap_err().contains("key_max_age_seconds"));
+        assert!(too_old
+            .validate()
+            .unwrap_err()
+            .contains("key_max_age_seconds"));
     }
 }

@@ -252,9 +252,79 @@ impl Default for Policy {
     }
 }
 
+/// Members that route or describe a message (or are oneseal's own bookkeeping): a user path
+/// may never select them, since encrypting them breaks delivery or decryption.
+pub const PROTECTED_FIELDS: &[&str] = &[
+    "to",
+    "from",
+    "channel",
+    "clientMessageId",
+    "relatedClientMessageId",
+    "messageId",
+    "integrationId",
+    "previewFirstUrl",
+    "templateName",
+    "template",
+    "type",
+    "listPosition",
+    "fileId",
+    "fileName",
+    "contentType",
+    "sha256Hash",
+    "encryptionKey",
+    "kmsArn",
+    "timestamp",
+    "status",
+    "statusCode",
+];
+
+/// Object members under which routing fields live: a wildcard directly below one of these
+/// (or at the top of a message) would select them.
+const ROUTING_PARENTS: &[&[&str]] = &[&[], &["media"], &["template"], &["template", "header"]];
+
+impl FieldPath {
+    /// Checks a user-supplied path (`--field`, `fields` in the config file): `**` alone, a
+    /// wildcard where routing fields live, or a routing/bookkeeping member
+    /// ([`PROTECTED_FIELDS`]) is refused. Silently encrypting nothing, or encrypting `to`,
+    /// would be a wrong result with exit 0.
+    pub fn check_user_path(&self) -> Result<(), PathError> {
+        let err = |reason| PathError {
+            path: self.text.clone(),
+            reason,
+        };
+        let mut prefix: Vec<&str> = Vec::new();
+        for seg in &self.segments {
+            match seg {
+                Segment::AnyKey | Segment::Deep if ROUTING_PARENTS.contains(&prefix.as_slice()) => {
+                    return Err(err(if self.segments.len() == 1 {
+                        "a wildcard alone would select routing fields (to, channel, ...) and oneseal's own members; name the leaves to encrypt"
+                    } else {
+                        "a wildcard here would select routing fields (fileId, contentType, templateName, ...); name the leaves to encrypt"
+                    }));
+                }
+                Segment::Key(k) => prefix.push(k),
+                // Past an array or wildcard the path can no longer be at a routing level.
+                _ => prefix.push("\u{0}"),
+            }
+        }
+        if let Some(Segment::Key(last)) = self.segments.last() {
+            if PROTECTED_FIELDS.contains(&last.as_str()) {
+                return Err(err(
+                    "this member routes or describes the message (or is oneseal's bookkeeping) and is never encrypted",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Policy {
-    /// Adds user paths (`--field`) to every kind; duplicates are ignored.
-    pub fn with_extra_fields(mut self, extra: &[FieldPath]) -> Self {
+    /// Adds user paths (`--field`) to every kind; duplicates are ignored. Each is checked with
+    /// [`FieldPath::check_user_path`] first.
+    pub fn with_extra_fields(mut self, extra: &[FieldPath]) -> Result<Self, PathError> {
+        for p in extra {
+            p.check_user_path()?;
+        }
         for kind in [
             &mut self.one_request,
             &mut self.legacy_request,
@@ -267,7 +337,7 @@ impl Policy {
                 }
             }
         }
-        self
+        Ok(self)
     }
 }
 
@@ -287,6 +357,43 @@ mod tests {
             FieldPath::parse_many(p).unwrap();
         }
         assert!(Policy::default().one_request.inline_media.is_some());
+    }
+
+    /// Regression: `field_double_star_was_accepted_and_encrypted_nothing` — `--field '**'`,
+    /// wildcards over routing levels and routing members are refused.
+    #[test]
+    fn user_paths_may_not_select_routing_fields() {
+        for bad in [
+            "**",
+            "*",
+            "to",
+            "channel",
+            "clientMessageId",
+            "template.templateName",
+            "media.fileId",
+            "media.contentType",
+            "media.*",
+            "media.**",
+            "template.*",
+            "template.header.*",
+            "template.header.type",
+            "encryptionKey",
+            "hsm.template",
+        ] {
+            let p: FieldPath = bad.parse().unwrap();
+            assert!(p.check_user_path().is_err(), "{bad} should be refused");
+            assert!(Policy::default().with_extra_fields(&[p]).is_err());
+        }
+        for good in [
+            "customData.note",
+            "customData.**",
+            "hsm.parameters.*",
+            "metadata[*].text",
+            "location.*",
+        ] {
+            let p: FieldPath = good.parse().unwrap();
+            assert!(p.check_user_path().is_ok(), "{good} should be accepted");
+        }
     }
 
     #[test]

@@ -345,7 +345,11 @@ impl FieldCipher {
     }
 
     /// Like [`open`](Self::open), and says which suite opened the value (for `Auto`).
-    pub fn open_as(&self, suite: DecryptSuite, data: &[u8]) -> Result<(Vec<u8>, Suite), CryptoError> {
+    pub fn open_as(
+        &self,
+        suite: DecryptSuite,
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Suite), CryptoError> {
         let res = match suite {
             DecryptSuite::Gcm => self.open_gcm(data).map(|p| (p, Suite::Gcm)),
             DecryptSuite::Cbc => self.open_cbc(data).map(|p| (p, Suite::Cbc)),

@@ -547,10 +547,9 @@ impl Engine {
             .iter()
             .filter_map(|b| b64::decode(b).ok().map(|d| (*b, d)))
             .collect();
-        let results = futures_util::future::join_all(
-            decoded.iter().map(|(_, b)| self.cache.opening_key(b)),
-        )
-        .await;
+        let results =
+            futures_util::future::join_all(decoded.iter().map(|(_, b)| self.cache.opening_key(b)))
+                .await;
         for ((b, _), r) in decoded.iter().zip(results) {
             keys.map.insert((*b).to_string(), r);
         }
@@ -1264,6 +1263,38 @@ fn as_object_mut<'a>(v: &'a mut Value, path: &str) -> Result<&'a mut Map<String,
         expected: "an object",
         found,
     })
+}
+
+/// `decrypted` with DESIGN §4's bookkeeping members removed where `original` (the plain
+/// document it was encrypted from) has none: a callback item's `encryptionKey: null` and a
+/// verified `sha256Hash`. A round trip must give back `original` exactly after this, key order
+/// included. For tests and fuzzing.
+pub fn without_bookkeeping(decrypted: &Value, original: &Value) -> Value {
+    match (decrypted, original) {
+        (Value::Object(d), Value::Object(o)) => Value::Object(
+            d.iter()
+                .filter(|(k, v)| {
+                    o.contains_key(*k)
+                        || !(k.as_str() == "sha256Hash"
+                            || (k.as_str() == ENCRYPTION_KEY && v.is_null()))
+                })
+                .map(|(k, v)| {
+                    let inner = match o.get(k) {
+                        Some(ov) => without_bookkeeping(v, ov),
+                        None => v.clone(),
+                    };
+                    (k.clone(), inner)
+                })
+                .collect(),
+        ),
+        (Value::Array(d), Value::Array(o)) if d.len() == o.len() => Value::Array(
+            d.iter()
+                .zip(o)
+                .map(|(a, b)| without_bookkeeping(a, b))
+                .collect(),
+        ),
+        _ => decrypted.clone(),
+    }
 }
 
 /// Parses a JSON document (UTF-8 required; nesting is limited by serde_json to 128 levels).

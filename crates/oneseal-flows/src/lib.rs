@@ -106,7 +106,11 @@ pub struct BusinessKey {
 
 impl fmt::Debug for BusinessKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BusinessKey(RSA-{}, <redacted>)", self.key.key_size_bits())
+        write!(
+            f,
+            "BusinessKey(RSA-{}, <redacted>)",
+            self.key.key_size_bits()
+        )
     }
 }
 
@@ -143,7 +147,9 @@ impl BusinessKey {
     /// Loads an RSA key from PKCS#8 DER.
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, FlowsError> {
         let key = PrivateDecryptingKey::from_pkcs8(der).map_err(|e| {
-            FlowsError::Key(format!("not a usable RSA private key ({e}); 2048 to 8192 bits are accepted"))
+            FlowsError::Key(format!(
+                "not a usable RSA private key ({e}); 2048 to 8192 bits are accepted"
+            ))
         })?;
         Self::from_private(key)
     }
@@ -156,16 +162,16 @@ impl BusinessKey {
                 "expected a PEM RSA private key (PRIVATE KEY, ENCRYPTED PRIVATE KEY or RSA PRIVATE KEY)".into(),
             )
         };
-        let (label, der) = pkcs8::der::pem::decode_vec(pem.trim().as_bytes()).map_err(|_| not_pem())?;
+        let (label, der) =
+            pkcs8::der::pem::decode_vec(pem.trim().as_bytes()).map_err(|_| not_pem())?;
         let der = Zeroizing::new(der);
         match label {
             "ENCRYPTED PRIVATE KEY" => {
                 let pass = passphrase.ok_or_else(|| {
                     FlowsError::Key("it is passphrase-encrypted: set ONESEAL_FLOWS_PASSPHRASE or enter it at the prompt".into())
                 })?;
-                let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der).map_err(|_| {
-                    FlowsError::Key("not a valid encrypted PKCS#8 key".into())
-                })?;
+                let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
+                    .map_err(|_| FlowsError::Key("not a valid encrypted PKCS#8 key".into()))?;
                 let plain = info.decrypt(pass).map_err(|_| {
                     FlowsError::Key("wrong passphrase, or not an encrypted RSA PKCS#8 key".into())
                 })?;
@@ -181,9 +187,10 @@ impl BusinessKey {
                     private_key: &der,
                     public_key: None,
                 };
-                let pkcs8 = Zeroizing::new(info.to_der().map_err(|_| {
-                    FlowsError::Key("not a valid PKCS#1 RSA private key".into())
-                })?);
+                let pkcs8 =
+                    Zeroizing::new(info.to_der().map_err(|_| {
+                        FlowsError::Key("not a valid PKCS#1 RSA private key".into())
+                    })?);
                 Self::from_pkcs8_der(&pkcs8)
                     .map_err(|_| FlowsError::Key("not a valid PKCS#1 RSA private key".into()))
             }

@@ -425,9 +425,7 @@ pub fn encrypt_file(
 ) -> Result<EncryptOutcome, MediaError> {
     let src = File::open(input).map_err(io_err("open", input))?;
     let tmp = temp_beside(output)?;
-    let (r, synced) = write_synced(tmp.file(), |w| {
-        encrypt_stream(key, suite, src, w, progress)
-    });
+    let (r, synced) = write_synced(tmp.file(), |w| encrypt_stream(key, suite, src, w, progress));
     let (byte_size, encrypted_byte_size, sha256) = r.map_err(|e| e.at(input, output))?;
     commit(tmp, synced, output)?;
     Ok(EncryptOutcome {
@@ -533,7 +531,8 @@ pub fn precheck(
     len: u64,
     expected_sha256: Option<[u8; 32]>,
 ) -> Result<(), CryptoError> {
-    let gcm_fits = len >= (StreamOpener::header_len(Suite::Gcm) + StreamOpener::trailer_len(Suite::Gcm)) as u64;
+    let gcm_fits = len
+        >= (StreamOpener::header_len(Suite::Gcm) + StreamOpener::trailer_len(Suite::Gcm)) as u64;
     let cbc_fits = usize::try_from(len).is_ok_and(cbc_len_fits);
     match suite {
         DecryptSuite::Cbc if expected_sha256.is_none() => Err(CryptoError::CbcNeedsHash),
@@ -674,10 +673,15 @@ pub fn decrypt_file_to(
 ) -> Result<DecryptOutcome, MediaError> {
     let mut src = File::open(input).map_err(io_err("open", input))?;
     let tmp_dir = std::env::temp_dir();
-    let (mut out, outcome) =
-        decrypt_verified(key, suite, &mut src, input, expected_sha256, progress, || {
-            tempfile::tempfile().map_err(io_err("create a temporary file in", &tmp_dir))
-        })?;
+    let (mut out, outcome) = decrypt_verified(
+        key,
+        suite,
+        &mut src,
+        input,
+        expected_sha256,
+        progress,
+        || tempfile::tempfile().map_err(io_err("create a temporary file in", &tmp_dir)),
+    )?;
     out.seek(SeekFrom::Start(0))
         .map_err(io_err("read", &tmp_dir))?;
     io::copy(&mut out, writer).map_err(|source| MediaError::Io {
@@ -836,7 +840,13 @@ mod tests {
         for suite in [DecryptSuite::Auto, DecryptSuite::Cbc] {
             let err = decrypt_file(&key(), suite, &e, &d, None, &|_| {}).unwrap_err();
             assert!(
-                matches!(err, MediaError::Crypto { source: CryptoError::CbcNeedsHash, .. }),
+                matches!(
+                    err,
+                    MediaError::Crypto {
+                        source: CryptoError::CbcNeedsHash,
+                        ..
+                    }
+                ),
                 "{suite}: {err}"
             );
             let err = decrypt_file(&key(), suite, &e, &d, Some(out.sha256), &|_| {}).unwrap_err();
@@ -863,8 +873,15 @@ mod tests {
         let e = dir.path().join("e");
         let out = encrypt_file(&key(), Suite::Gcm, &p, &e, &|_| {}).unwrap();
         let mut sink = Vec::new();
-        decrypt_file_to(&key(), DecryptSuite::Gcm, &e, &mut sink, Some(out.sha256), &|_| {})
-            .unwrap();
+        decrypt_file_to(
+            &key(),
+            DecryptSuite::Gcm,
+            &e,
+            &mut sink,
+            Some(out.sha256),
+            &|_| {},
+        )
+        .unwrap();
         assert_eq!(sink, vec![3u8; 70_000]);
         let mut bytes = std::fs::read(&e).unwrap();
         bytes[100] ^= 1;
@@ -890,7 +907,13 @@ mod tests {
         assert!(!d.exists());
         let err = decrypt_file(&key(), DecryptSuite::Gcm, &e, &d, None, &|_| {}).unwrap_err();
         assert!(
-            matches!(err, MediaError::Crypto { source: CryptoError::Undecryptable(DecryptSuite::Gcm), .. }),
+            matches!(
+                err,
+                MediaError::Crypto {
+                    source: CryptoError::Undecryptable(DecryptSuite::Gcm),
+                    ..
+                }
+            ),
             "{err}"
         );
         bytes[5000] ^= 1;
