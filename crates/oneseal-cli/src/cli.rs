@@ -75,6 +75,9 @@ pub enum Command {
     /// Manage the local master key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Run the HTTP gateway: apps send plain One API traffic, the platform sees ciphertext.
+    #[command(after_help = GATEWAY_AFTER)]
+    Gateway(GatewayArgs),
     /// Print shell completions (bash, zsh, fish, powershell) on stdout.
     #[command(after_help = COMPLETIONS_AFTER)]
     Completions {
@@ -82,6 +85,40 @@ pub enum Command {
         #[arg(value_name = "SHELL", value_parser = ["bash", "zsh", "fish", "powershell"])]
         shell: String,
     },
+}
+
+const GATEWAY_AFTER: &str = "\
+Examples:
+  oneseal gateway --config /etc/oneseal/oneseal.toml
+  oneseal gateway --config oneseal.toml --check-config     # validate and exit (2 on error)
+  oneseal gateway --config oneseal.toml --log-format json
+  oneseal gateway replay --config oneseal.toml             # re-queue dead-letter callbacks
+
+The [gateway] table of the config file sets the listeners (app 127.0.0.1:8080, public
+127.0.0.1:8081, admin 127.0.0.1:9090), the upstream, the spool directory and the callback
+relay; see the README section \"Gateway\". SIGTERM or Ctrl-C: stop accepting, finish
+in-flight work (at most 30 s), exit 0.";
+
+/// `oneseal gateway`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GatewayArgs {
+    /// Validate the configuration and exit (0 if valid, 2 with one line naming the key).
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Log format on stderr: text or json.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    #[command(subcommand)]
+    pub command: Option<GatewayCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Move the dead-letter callbacks back to the spool, to be delivered again.
+    Replay,
 }
 
 const COMPLETIONS_AFTER: &str = "\
@@ -146,6 +183,17 @@ pub struct KeyArgs {
     /// Seconds one KMS call may take in total, retries included (more than 0, at most 3600; default 20).
     #[arg(long, value_name = "SECONDS")]
     pub kms_timeout: Option<f64>,
+}
+
+impl KeyArgs {
+    /// Only what the environment says (for the gateway, which takes no key flags).
+    pub fn from_env() -> KeyArgs {
+        KeyArgs {
+            kms_key_id: std::env::var("ONESEAL_KMS_KEY_ID").ok(),
+            local_key: std::env::var_os("ONESEAL_LOCAL_KEY").map(PathBuf::from),
+            ..KeyArgs::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

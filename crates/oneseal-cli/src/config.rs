@@ -40,6 +40,8 @@ pub struct FileConfig {
     pub api: Option<String>,
     #[serde(default)]
     pub encryption_context: BTreeMap<String, String>,
+    /// `[gateway]` (DESIGN §8), validated by `oneseal gateway`.
+    pub gateway: Option<oneseal_gateway::GatewayFile>,
 }
 
 /// The config file in force (if any) and its values.
@@ -78,7 +80,7 @@ impl ConfigFile {
     }
 
     /// An error about `key` in this file.
-    fn err(&self, key: &str, msg: impl std::fmt::Display) -> CliError {
+    pub fn err(&self, key: &str, msg: impl std::fmt::Display) -> CliError {
         let file = self
             .path
             .as_deref()
@@ -298,6 +300,23 @@ impl Keys {
             path: path.clone(),
             cell: OnceCell::new(),
         }))
+    }
+
+    /// The gateway's provider: new data keys as for encryption, unwrapping by blob.
+    pub fn gateway_provider(&self) -> Result<Arc<dyn KeyProvider>, CliError> {
+        let encrypt = self.encrypt_provider()?;
+        let local: Result<Arc<dyn KeyProvider>, String> = match &self.local_path {
+            Ok((p, _)) if p.exists() => Ok(Arc::new(LocalProvider::load(p)?)),
+            Ok((p, _)) if self.kms.key_id.is_none() => Ok(encrypt.clone()),
+            Ok((p, _)) => Err(p.display().to_string()),
+            Err(e) => Err(e.message.clone()),
+        };
+        let remote = AwsKmsProvider::new(self.kms.clone()).into_dyn();
+        Ok(Arc::new(BlobRouter::new(
+            Some(encrypt),
+            local,
+            Some(remote),
+        )))
     }
 
     /// The provider for unwrapping: routes `OSL1` blobs to the local key, others to KMS.

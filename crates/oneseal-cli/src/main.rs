@@ -6,6 +6,7 @@ mod config;
 mod docs;
 mod error;
 mod flows;
+mod gateway;
 mod io;
 mod media;
 
@@ -26,11 +27,24 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return clap_error(e),
     };
-    if let Err(e) = watch_signals() {
-        eprintln!("{e}");
-        return ExitCode::from(error::EXIT_USAGE);
-    }
-    init_logging(cli.verbose, &cli.color);
+    // The gateway shuts down gracefully on its own signals; everything else removes its
+    // unfinished outputs and exits.
+    let json_logs = match &cli.command {
+        Command::Gateway(g) => g.log_format == "json",
+        _ => {
+            if let Err(e) = watch_signals() {
+                eprintln!("{e}");
+                return ExitCode::from(error::EXIT_USAGE);
+            }
+            false
+        }
+    };
+    let base = if matches!(cli.command, Command::Gateway(_)) {
+        1
+    } else {
+        0
+    };
+    init_logging(cli.verbose + base, &cli.color, json_logs);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -125,7 +139,7 @@ fn watch_signals() -> Result<(), CliError> {
     Ok(())
 }
 
-fn init_logging(verbose: u8, color: &str) {
+fn init_logging(verbose: u8, color: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
@@ -143,15 +157,24 @@ fn init_logging(verbose: u8, color: &str) {
     // Only oneseal's own events: dependency logs (HTTP bodies, headers) are never shown.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "oneseal={default},oneseal_core={default},oneseal_kms={default}"
+            "oneseal={default},oneseal_core={default},oneseal_kms={default},oneseal_gateway={default}"
         ))
     });
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .without_time()
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        fmt.json().try_init()
+    } else if base_is_service(verbose) {
+        fmt.with_ansi(ansi).try_init()
+    } else {
+        fmt.with_ansi(ansi).without_time().try_init()
+    };
+}
+
+/// Timestamps only where logs are a service's (the gateway runs at verbosity 1 or more).
+fn base_is_service(verbose: u8) -> bool {
+    verbose >= 1
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -182,6 +205,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Media(m) => small_runtime()?.block_on(media::run(m, &file)),
         Command::Flows(f) => flows::run(f),
         Command::Key(KeyCommand::Init { local_key }) => docs::key_init(local_key, &file),
+        Command::Gateway(g) => gateway::run(g, &file),
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -85,6 +85,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// The JSON path the error is about, if it names one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Error::WrongType { path, .. }
+            | Error::Base64 { path }
+            | Error::Crypto { path, .. }
+            | Error::HashMismatch { path }
+            | Error::BadHash { path }
+            | Error::Key { path, .. }
+            | Error::EmptyKey { path }
+            | Error::TooManyKeys { path, .. }
+            | Error::AlreadyEncrypted { path } => Some(path),
+            Error::Json(_) | Error::UnknownPayload(_) | Error::ApiMismatch(_) => None,
+        }
+    }
+
     /// The error's class, for exit codes (DESIGN §5).
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -79,6 +79,15 @@ pub enum MediaError {
 }
 
 impl MediaError {
+    /// A few words on what failed, without file names (for answers to remote callers).
+    pub fn short(&self) -> &'static str {
+        match self {
+            MediaError::Io { .. } => "an I/O error on the gateway",
+            MediaError::Crypto { .. } => "it does not decrypt with its key",
+            MediaError::HashMismatch { .. } => "its SHA-256 does not match",
+        }
+    }
+
     /// Whether this is a cryptographic failure (exit 4) rather than I/O (exit 2).
     pub fn is_crypto(&self) -> bool {
         matches!(
@@ -660,6 +669,33 @@ pub fn decrypt_file(
     Ok(outcome)
 }
 
+/// Decrypts `input` into an unnamed temp file in `scratch_dir` (gone on any exit) and
+/// returns it, positioned at the start, once the tag and hash verified.
+pub fn decrypt_file_verified(
+    key: &SecretKey,
+    suite: DecryptSuite,
+    input: &Path,
+    scratch_dir: &Path,
+    expected_sha256: Option<[u8; 32]>,
+) -> Result<(File, DecryptOutcome), MediaError> {
+    let mut src = File::open(input).map_err(io_err("open", input))?;
+    let (mut out, outcome) = decrypt_verified(
+        key,
+        suite,
+        &mut src,
+        input,
+        expected_sha256,
+        &|_| {},
+        || {
+            tempfile::tempfile_in(scratch_dir)
+                .map_err(io_err("create a temporary file in", scratch_dir))
+        },
+    )?;
+    out.seek(SeekFrom::Start(0))
+        .map_err(io_err("read", scratch_dir))?;
+    Ok((out, outcome))
+}
+
 /// Like [`decrypt_file`], but streams the verified plaintext into `writer` (stdout, a pipe):
 /// it is decrypted into an unnamed temp file first (gone on any exit), and not one byte
 /// reaches `writer` before the tag and hash verified.
@@ -680,20 +716,17 @@ pub fn decrypt_file_to(
         input,
         expected_sha256,
         progress,
-        || tempfile::tempfile().map_err(io_err("create a temporary file in", &tmp_dir)),
+        || tempfile::tempfile_in(&tmp_dir).map_err(io_err("create a temporary file in", &tmp_dir)),
     )?;
     out.seek(SeekFrom::Start(0))
         .map_err(io_err("read", &tmp_dir))?;
-    io::copy(&mut out, writer).map_err(|source| MediaError::Io {
+    let write_err = |source| MediaError::Io {
         op: "write",
         path: PathBuf::from("<output>"),
         source,
-    })?;
-    writer.flush().map_err(|source| MediaError::Io {
-        op: "write",
-        path: PathBuf::from("<output>"),
-        source,
-    })?;
+    };
+    io::copy(&mut out, writer).map_err(write_err)?;
+    writer.flush().map_err(write_err)?;
     Ok(outcome)
 }
 

@@ -1,0 +1,73 @@
+//! `oneseal gateway` and `oneseal gateway replay`: resolve the settings once (the same
+//! resolution as every other command), then hand them to `oneseal-gateway`.
+
+use oneseal_gateway::{GatewayConfig, Parts};
+
+use crate::cli::{GatewayArgs, GatewayCommand, KeyArgs};
+use crate::config::{self, ConfigFile};
+use crate::error::CliError;
+
+fn gateway_config(file: &ConfigFile) -> Result<GatewayConfig, CliError> {
+    let g = file.values.gateway.clone().unwrap_or_default();
+    GatewayConfig::from_file(&g, &|var| std::env::var(var).ok())
+        .map_err(|e| file.err(&e.key, e.message))
+}
+
+/// Runs the command; `Ok` after a clean shutdown.
+pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
+    let cfg = gateway_config(file)?;
+    if let Some(GatewayCommand::Replay) = a.command {
+        let n = oneseal_gateway::replay(&cfg).map_err(|e| CliError::usage(e.to_string()))?;
+        println!(
+            "re-queued {n} dead-letter callback(s) from {}",
+            cfg.spool_dir.display()
+        );
+        return Ok(());
+    }
+    // The key settings come from the environment and the config file (no flags here).
+    let keys = config::keys(&KeyArgs::from_env(), file)?;
+    let parts = Parts {
+        provider: keys.gateway_provider()?,
+        policy: config::policy(&[], file)?,
+        suite: config::suite(std::env::var("ONESEAL_SUITE").ok().as_deref(), file)?,
+        decrypt_suite: config::decrypt_suite(std::env::var("ONESEAL_SUITE").ok().as_deref(), file)?,
+        cache: config::cache_config(false, file)?,
+    };
+    if a.check_config {
+        println!(
+            "configuration OK: app {}, public {}, admin {}, upstream {}, spool {}{}",
+            cfg.app_listen,
+            cfg.public_listen,
+            cfg.admin_listen,
+            cfg.upstream,
+            cfg.spool_dir.display(),
+            cfg.callbacks
+                .as_ref()
+                .map(|c| format!(", callbacks {} -> {}", c.path, c.forward_to))
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(oneseal_gateway::run(cfg, parts, shutdown_signal()))
+        .map_err(|e| CliError::usage(e.to_string()))
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

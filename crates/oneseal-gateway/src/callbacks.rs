@@ -1,0 +1,310 @@
+//! Public-side callback route and the relay behind it (DESIGN §8). A callback is on disk
+//! (fsynced) before the platform gets its 200; the relay decrypts it, rewrites moMedia
+//! `downloadUrl`s to the app side, POSTs the plain JSON to `callbacks.forward_to`, and deletes
+//! it only after a 2xx. Failures are retried with capped exponential backoff (across restarts:
+//! the spool is the queue); a callback that can never be decrypted goes to the dead letters.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use oneseal_core::ErrorClass;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::Shared;
+
+/// Callbacks delivered to the app at once.
+const PARALLEL: usize = 32;
+
+fn authorized(g: &Shared, headers: &HeaderMap) -> bool {
+    let Some(auth) = g.cfg.callbacks.as_ref().and_then(|c| c.auth.as_ref()) else {
+        return true;
+    };
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+    else {
+        return false;
+    };
+    let want = format!("{}:{}", auth.username, auth.password.as_str());
+    let ok: bool = given.ct_eq(want.as_bytes()).into();
+    ok
+}
+
+/// `POST {callbacks.path}`.
+pub async fn receive(
+    State(g): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !authorized(&g, &headers) {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong or missing basic auth credentials for the callback URL",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"oneseal\""),
+        );
+        return Ok(r);
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the callback body is not JSON",
+        ));
+    }
+    let spool = g.spool.clone();
+    tokio::task::spawn_blocking(move || spool.put(&body))
+        .await
+        .map_err(|_| ApiError::unavailable("spool_unavailable", "spool task failed", 5))?
+        .map_err(|e| crate::app::spool_error(&e))?;
+    metrics::counter!("oneseal_callbacks_received_total").increment(1);
+    g.wake.notify_one();
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "accepted"})),
+    )
+        .into_response())
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug)]
+enum Outcome {
+    Delivered,
+    Retry(String),
+    Dead(String),
+}
+
+/// Rewrites every moMedia `files[*].downloadUrl` to the app side, carrying the item's
+/// `encryptionKey` and the file's `sha256Hash`, so the app follows it with its usual
+/// `Authorization` and receives verified plaintext. Runs before decryption (which sets the
+/// key to null).
+pub fn rewrite_download_urls(doc: &mut Value, app_url: &str) {
+    fn item(it: &mut Value, app_url: &str) {
+        let Some(key) = it
+            .get("encryptionKey")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return;
+        };
+        let Some(files) = it.get_mut("files").and_then(Value::as_array_mut) else {
+            return;
+        };
+        for f in files {
+            let hash = f
+                .get("sha256Hash")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let Some(url) = f.get("downloadUrl").and_then(Value::as_str) else {
+                continue;
+            };
+            let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                if k != "encryptionKey" && k != "expectedSha256" {
+                    s.append_pair(&k, &v);
+                }
+            }
+            s.append_pair("encryptionKey", &key);
+            if let Some(h) = &hash {
+                s.append_pair("expectedSha256", h);
+            }
+            f["downloadUrl"] = format!("{app_url}/v1/media?{}", s.finish()).into();
+        }
+    }
+    if let Some(ev) = doc.get_mut("event").and_then(Value::as_object_mut) {
+        for items in ev.values_mut() {
+            for it in items.as_array_mut().into_iter().flatten() {
+                item(it, app_url);
+            }
+        }
+    } else {
+        item(doc, app_url);
+    }
+}
+
+async fn deliver(g: &Shared, name: &str) -> Outcome {
+    let Some(cb) = &g.cfg.callbacks else {
+        return Outcome::Retry("no callbacks configured".into());
+    };
+    let body = match g.spool.read(name) {
+        Ok(b) => b,
+        Err(e) => return Outcome::Retry(format!("cannot read the spool file: {e}")),
+    };
+    let mut doc: Value = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return Outcome::Dead(format!("not JSON: {e}")),
+    };
+    rewrite_download_urls(&mut doc, &g.cfg.app_url);
+    match g.engine.decrypt_document(&mut doc).await {
+        Ok(_) => {}
+        Err(e) if e.class() == ErrorClass::KeyService => return Outcome::Retry(e.to_string()),
+        // Crypto, bad input, unknown payload: no retry will ever decrypt it.
+        Err(e) => return Outcome::Dead(e.to_string()),
+    }
+    let plain = match serde_json::to_vec(&doc) {
+        Ok(p) => Bytes::from(p),
+        Err(e) => return Outcome::Dead(format!("cannot serialize: {e}")),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let path = cb
+        .forward_to
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    match g
+        .app
+        .send(Method::POST, path, &headers, &[], &|| {
+            Ok(Body::from(plain.clone()))
+        })
+        .await
+    {
+        Ok(r) if r.status().is_success() => Outcome::Delivered,
+        Ok(r) => Outcome::Retry(format!("the app answered {}", r.status())),
+        Err(e) => Outcome::Retry(format!("{}: {}", e.code, e.message)),
+    }
+}
+
+/// Delay before attempt `n + 1`: 1 s doubling, capped.
+fn backoff(n: u32, cap: Duration) -> Duration {
+    Duration::from_secs(1u64 << n.min(16)).min(cap)
+}
+
+/// The relay loop: delivers spooled callbacks until `stop`, then waits for deliveries in
+/// flight (the caller bounds the wait).
+pub async fn relay(g: Arc<Shared>, stop: CancellationToken) {
+    let Some(cb) = g.cfg.callbacks.clone() else {
+        return;
+    };
+    let (done_tx, mut done_rx) = mpsc::channel::<(String, Outcome)>(PARALLEL * 2);
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let mut retry: HashMap<String, (u32, Instant)> = HashMap::new();
+    loop {
+        // Results first: they free slots and set retry times.
+        while let Ok((name, outcome)) = done_rx.try_recv() {
+            in_flight.remove(&name);
+            settle(&g, &name, outcome, &mut retry, cb.max_retry);
+        }
+        let pending = g.spool.pending().unwrap_or_default();
+        metrics::gauge!("oneseal_spool_depth").set(pending.len() as f64);
+        let now = Instant::now();
+        if !stop.is_cancelled() {
+            for name in pending {
+                if in_flight.len() >= PARALLEL {
+                    break;
+                }
+                if in_flight.contains(&name) || retry.get(&name).is_some_and(|(_, t)| *t > now) {
+                    continue;
+                }
+                in_flight.insert(name.clone());
+                let (g2, tx) = (g.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let outcome = deliver(&g2, &name).await;
+                    let _ = tx.send((name, outcome)).await;
+                });
+            }
+        }
+        if stop.is_cancelled() && in_flight.is_empty() {
+            return;
+        }
+        let next_due = retry
+            .values()
+            .map(|(_, t)| *t)
+            .min()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        tokio::select! {
+            _ = g.wake.notified() => {}
+            r = done_rx.recv() => {
+                if let Some((name, outcome)) = r {
+                    in_flight.remove(&name);
+                    settle(&g, &name, outcome, &mut retry, cb.max_retry);
+                }
+            }
+            _ = tokio::time::sleep(next_due) => {}
+            _ = stop.cancelled(), if !stop.is_cancelled() => {}
+        }
+    }
+}
+
+fn settle(
+    g: &Shared,
+    name: &str,
+    outcome: Outcome,
+    retry: &mut HashMap<String, (u32, Instant)>,
+    cap: Duration,
+) {
+    match outcome {
+        Outcome::Delivered => {
+            retry.remove(name);
+            if let Err(e) = g.spool.remove(name) {
+                tracing::error!(callback = name, error = %e, "delivered, but the spool file could not be removed (it will be delivered again)");
+            }
+            metrics::counter!("oneseal_callbacks_delivered_total").increment(1);
+        }
+        Outcome::Retry(why) => {
+            let n = retry.get(name).map(|(n, _)| n + 1).unwrap_or(0);
+            let wait = backoff(n, cap);
+            tracing::warn!(callback = name, attempt = n + 1, retry_in_s = wait.as_secs(), reason = %why, "callback not delivered; will retry");
+            retry.insert(name.to_string(), (n, Instant::now() + wait));
+            metrics::counter!("oneseal_callbacks_retried_total").increment(1);
+        }
+        Outcome::Dead(why) => {
+            retry.remove(name);
+            tracing::error!(callback = name, reason = %why, "callback can never be decrypted: moved to the dead letters (see `oneseal gateway replay`)");
+            if let Err(e) = g.spool.bury(name, &why) {
+                tracing::error!(callback = name, error = %e, "could not move the callback to the dead letters");
+            }
+            metrics::counter!("oneseal_callbacks_dead_total").increment(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_urls_are_rewritten_to_the_app_side() {
+        let mut doc = serde_json::json!({"event": {"moMedia": [{"encryptionKey": "K+/=",
+            "files": [{"downloadUrl": "https://platform.clickatell.com/v1/media?fileId=UUID-1.xxx&sha256Hash=ab&source=client", "sha256Hash": "ab"}]}]}});
+        rewrite_download_urls(&mut doc, "http://127.0.0.1:8080");
+        let u = doc["event"]["moMedia"][0]["files"][0]["downloadUrl"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            u,
+            "http://127.0.0.1:8080/v1/media?fileId=UUID-1.xxx&sha256Hash=ab&source=client&encryptionKey=K%2B%2F%3D&expectedSha256=ab"
+        );
+        assert_eq!(backoff(0, Duration::from_secs(300)), Duration::from_secs(1));
+        assert_eq!(
+            backoff(20, Duration::from_secs(300)),
+            Duration::from_secs(300)
+        );
+    }
+}

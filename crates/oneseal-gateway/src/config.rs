@@ -1,0 +1,303 @@
+//! The `[gateway]` table of `oneseal.toml` (DESIGN §8): parsed as written, then validated
+//! into a [`GatewayConfig`] with every default filled in. Errors name the key
+//! (`gateway.callbacks.forward_to: …`) so `oneseal gateway --check-config` can print one line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The `[gateway]` table exactly as written. Unknown keys are an error, so typos surface.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    pub app_listen: Option<String>,
+    pub public_listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub upstream: Option<String>,
+    pub app_url: Option<String>,
+    pub public_url: Option<String>,
+    pub spool_dir: Option<PathBuf>,
+    pub max_in_flight: Option<usize>,
+    pub upstream_timeout_seconds: Option<u64>,
+    pub request_timeout_seconds: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub callbacks: Option<CallbacksFile>,
+    /// DESIGN §9; not available in this version (refused rather than ignored).
+    pub clevertap: Option<toml::Value>,
+    /// DESIGN §10; not available in this version (refused rather than ignored).
+    pub flows: Option<toml::Value>,
+}
+
+/// `[gateway.callbacks]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksFile {
+    pub path: Option<String>,
+    pub forward_to: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub max_retry_seconds: Option<u64>,
+}
+
+/// A configuration error: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The dotted config key (`gateway.upstream`).
+    pub key: String,
+    /// What is wrong, with advice.
+    pub message: String,
+}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// HTTP basic auth credentials, the password read from the environment.
+#[derive(Clone)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicAuth({}, <redacted>)", self.username)
+    }
+}
+
+/// The callback relay's settings.
+#[derive(Debug, Clone)]
+pub struct CallbacksConfig {
+    pub path: String,
+    pub forward_to: http::Uri,
+    pub auth: Option<BasicAuth>,
+    /// Cap of the retry backoff.
+    pub max_retry: Duration,
+}
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub app_listen: SocketAddr,
+    pub public_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Scheme and authority of the platform (`https://platform.clickatell.com`).
+    pub upstream: http::Uri,
+    /// How the business's app reaches the app side (for rewritten download links).
+    pub app_url: String,
+    pub public_url: Option<String>,
+    pub spool_dir: PathBuf,
+    pub max_in_flight: usize,
+    pub upstream_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Largest JSON body accepted (messages and callbacks).
+    pub max_body_bytes: usize,
+    pub callbacks: Option<CallbacksConfig>,
+}
+
+/// The One API's upload limit: larger media is answered 413 before any key-service call.
+pub const MAX_MEDIA_BYTES: u64 = 30 * 1024 * 1024;
+
+fn addr(key: &str, v: Option<&str>, default: &str) -> Result<SocketAddr, ConfigError> {
+    v.unwrap_or(default)
+        .parse()
+        .map_err(|_| err(key, "expected IP:PORT, e.g. 127.0.0.1:8080"))
+}
+
+fn http_url(key: &str, v: &str) -> Result<http::Uri, ConfigError> {
+    let u: http::Uri = v
+        .parse()
+        .map_err(|_| err(key, format!("{v:?} is not a URL")))?;
+    match u.scheme_str() {
+        Some("http" | "https") if u.authority().is_some() => Ok(u),
+        _ => Err(err(
+            key,
+            format!("{v:?}: expected an http:// or https:// URL"),
+        )),
+    }
+}
+
+impl GatewayConfig {
+    /// Validates `file`. `env` looks up environment variables (secrets are named in the
+    /// config, read from the environment).
+    pub fn from_file(
+        file: &GatewayFile,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<GatewayConfig, ConfigError> {
+        if file.clevertap.is_some() {
+            return Err(err(
+                "gateway.clevertap",
+                "the CleverTap bridge is not available in this version of oneseal; remove the table",
+            ));
+        }
+        if file.flows.is_some() {
+            return Err(err(
+                "gateway.flows",
+                "the Flows endpoint is not available in this version of oneseal; remove the table",
+            ));
+        }
+        let upstream = http_url(
+            "gateway.upstream",
+            file.upstream
+                .as_deref()
+                .unwrap_or("https://platform.clickatell.com"),
+        )?;
+        if upstream.path() != "/" && !upstream.path().is_empty() {
+            return Err(err(
+                "gateway.upstream",
+                "give only scheme and host (e.g. https://platform.clickatell.com), no path",
+            ));
+        }
+        let app_listen = addr(
+            "gateway.app_listen",
+            file.app_listen.as_deref(),
+            "127.0.0.1:8080",
+        )?;
+        let app_url = match &file.app_url {
+            Some(u) => {
+                http_url("gateway.app_url", u)?;
+                u.trim_end_matches('/').to_string()
+            }
+            None => format!("http://{app_listen}"),
+        };
+        let max_in_flight = file.max_in_flight.unwrap_or(4096);
+        if max_in_flight == 0 {
+            return Err(err("gateway.max_in_flight", "must be at least 1"));
+        }
+        let secs = |key: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
+            0 => Err(err(key, "must be at least 1 second")),
+            s if s > 3600 => Err(err(key, "must be at most 3600 seconds")),
+            s => Ok(Duration::from_secs(s)),
+        };
+        let spool_dir = match &file.spool_dir {
+            Some(p) => p.clone(),
+            None => dirs::data_dir()
+                .map(|d| d.join("oneseal").join("spool"))
+                .ok_or_else(|| {
+                    err(
+                        "gateway.spool_dir",
+                        "no data directory on this system: set it",
+                    )
+                })?,
+        };
+        let callbacks = match &file.callbacks {
+            None => None,
+            Some(c) => {
+                let path = c.path.clone().unwrap_or_else(|| "/callbacks".into());
+                if !path.starts_with('/') {
+                    return Err(err("gateway.callbacks.path", "must start with '/'"));
+                }
+                let forward_to = http_url(
+                    "gateway.callbacks.forward_to",
+                    c.forward_to.as_deref().ok_or_else(|| {
+                        err(
+                            "gateway.callbacks.forward_to",
+                            "missing: the URL of the app's callback handler",
+                        )
+                    })?,
+                )?;
+                let auth = match (&c.username, &c.password_env) {
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        return Err(err(
+                            "gateway.callbacks.password_env",
+                            "missing: name the environment variable that holds the password",
+                        ))
+                    }
+                    (None, Some(_)) => {
+                        return Err(err(
+                            "gateway.callbacks.username",
+                            "missing (password_env is set)",
+                        ))
+                    }
+                    (Some(u), Some(var)) => {
+                        let pw = env(var).filter(|p| !p.is_empty()).ok_or_else(|| {
+                            err(
+                                "gateway.callbacks.password_env",
+                                format!("the environment variable {var} is not set (or empty)"),
+                            )
+                        })?;
+                        Some(BasicAuth {
+                            username: u.clone(),
+                            password: zeroize::Zeroizing::new(pw),
+                        })
+                    }
+                };
+                Some(CallbacksConfig {
+                    path,
+                    forward_to,
+                    auth,
+                    max_retry: secs(
+                        "gateway.callbacks.max_retry_seconds",
+                        c.max_retry_seconds,
+                        300,
+                    )?,
+                })
+            }
+        };
+        Ok(GatewayConfig {
+            app_listen,
+            public_listen: addr(
+                "gateway.public_listen",
+                file.public_listen.as_deref(),
+                "127.0.0.1:8081",
+            )?,
+            admin_listen: addr(
+                "gateway.admin_listen",
+                file.admin_listen.as_deref(),
+                "127.0.0.1:9090",
+            )?,
+            upstream,
+            app_url,
+            public_url: file.public_url.clone(),
+            spool_dir,
+            max_in_flight,
+            upstream_timeout: secs(
+                "gateway.upstream_timeout_seconds",
+                file.upstream_timeout_seconds,
+                30,
+            )?,
+            request_timeout: secs(
+                "gateway.request_timeout_seconds",
+                file.request_timeout_seconds,
+                60,
+            )?,
+            max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
+            callbacks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<GatewayConfig, ConfigError> {
+        let f: GatewayFile = toml::from_str(t).unwrap();
+        GatewayConfig::from_file(&f, &|k| (k == "PW").then(|| "secret".to_string()))
+    }
+
+    #[test]
+    fn defaults_and_errors_name_the_key() {
+        let c = parse("").unwrap();
+        assert_eq!(c.app_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.max_in_flight, 4096);
+        assert_eq!(c.app_url, "http://127.0.0.1:8080");
+        let e = parse("upstream = \"ftp://x\"").unwrap_err();
+        assert_eq!(e.key, "gateway.upstream");
+        let e = parse("[callbacks]\npath = \"/cb\"").unwrap_err();
+        assert_eq!(e.key, "gateway.callbacks.forward_to");
+        let e = parse("[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"NOPE\"").unwrap_err();
+        assert!(e.message.contains("NOPE"), "{e}");
+        let c = parse("[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"PW\"").unwrap();
+        let dbg = format!("{:?}", c.callbacks.unwrap().auth);
+        assert!(!dbg.contains("secret"), "{dbg}");
+        assert_eq!(parse("[clevertap]\n").unwrap_err().key, "gateway.clevertap");
+    }
+}

@@ -1,0 +1,447 @@
+//! # oneseal-gateway
+//!
+//! The HTTP gateway of DESIGN §8: an application in any language speaks the **plain** One API
+//! to the app side, and everything on the wire to and from the platform is client-side
+//! encrypted. Three listeners: **app** (message, legacy and media routes, the decrypting
+//! download route), **public** (the platform's callbacks, relayed through a durable spool),
+//! **admin** (`/livez`, `/readyz`, `/metrics`).
+//!
+//! Each listener is a stack of small tower layers around plain handlers: request ids,
+//! tracing, metrics, load shedding over one shared in-flight limit, a per-request deadline
+//! and a body limit. One process keeps one warm key cache, so a fleet of app instances costs
+//! one KMS call per 1000 messages.
+//!
+//! ```
+//! use oneseal_gateway::{GatewayConfig, GatewayFile};
+//!
+//! let file: GatewayFile = toml::from_str(r#"
+//!     upstream = "https://platform.clickatell.com"
+//!     [callbacks]
+//!     forward_to = "http://127.0.0.1:9000/whatsapp/callbacks"
+//! "#).unwrap();
+//! let cfg = GatewayConfig::from_file(&file, &|var| std::env::var(var).ok()).unwrap();
+//! assert_eq!(cfg.app_listen.to_string(), "127.0.0.1:8080");
+//! assert_eq!(cfg.callbacks.unwrap().path, "/callbacks");
+//! // Then: oneseal_gateway::run(cfg, parts, shutdown).await — see `oneseal gateway`.
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod app;
+mod callbacks;
+#[allow(missing_docs)]
+pub mod config;
+mod error;
+mod spool;
+mod upstream;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use oneseal_core::{
+    CacheConfig, DataKey, DecryptSuite, Engine, EngineOptions, ErrorClass, KeyCache, KeyError,
+    KeyProvider, Policy, SecretKey, Suite,
+};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use callbacks::rewrite_download_urls;
+pub use config::{ConfigError, GatewayConfig, GatewayFile};
+pub use error::ApiError;
+pub use spool::Spool;
+
+/// How long in-flight work may take to finish after SIGTERM.
+pub const DRAIN: Duration = Duration::from_secs(30);
+
+/// What the gateway runs with besides its own config: resolved once by the CLI from flags,
+/// environment and the config file.
+#[derive(Debug)]
+pub struct Parts {
+    /// Makes data keys (KMS, or local) and unwraps any blob (a `BlobRouter`).
+    pub provider: Arc<dyn KeyProvider>,
+    /// The field policy.
+    pub policy: Policy,
+    /// Suite for new ciphertext.
+    pub suite: Suite,
+    /// Suite accepted on callbacks and downloads.
+    pub decrypt_suite: DecryptSuite,
+    /// Key-cache limits.
+    pub cache: CacheConfig,
+}
+
+/// Errors that stop the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({which}): {source}")]
+    Bind {
+        /// Which listener.
+        which: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The spool directory is not usable.
+    #[error("spool directory {path}: {source}")]
+    Spool {
+        /// The directory.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built (no TLS roots).
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(std::io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(String),
+    /// A server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// State shared by every handler.
+pub(crate) struct Shared {
+    cfg: GatewayConfig,
+    engine: Engine,
+    upstream: upstream::Upstream,
+    app: upstream::Upstream,
+    spool: Spool,
+    wake: Notify,
+    key_ok: Arc<AtomicBool>,
+    metrics: PrometheusHandle,
+}
+
+/// A provider wrapper that counts key-service calls by operation and outcome, and keeps
+/// the readiness flag (a probe never calls the key service itself).
+#[derive(Debug)]
+struct Observed {
+    inner: Arc<dyn KeyProvider>,
+    ok: Arc<AtomicBool>,
+}
+
+impl Observed {
+    fn note<T>(&self, op: &'static str, r: &Result<T, KeyError>) {
+        let outcome = match r {
+            Ok(_) => "ok",
+            Err(e) if e.class() == ErrorClass::KeyService => "unavailable",
+            Err(_) => "rejected",
+        };
+        metrics::counter!("oneseal_kms_calls_total", "operation" => op, "outcome" => outcome)
+            .increment(1);
+        match r {
+            Ok(_) => self.ok.store(true, Ordering::Relaxed),
+            Err(e) if e.class() == ErrorClass::KeyService => {
+                self.ok.store(false, Ordering::Relaxed)
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[async_trait]
+impl KeyProvider for Observed {
+    async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
+        let r = self.inner.generate_data_key().await;
+        self.note("GenerateDataKey", &r);
+        r
+    }
+    async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
+        let r = self.inner.decrypt_data_key(blob).await;
+        self.note("Decrypt", &r);
+        r
+    }
+}
+
+/// Counts and times every request by listener, route and status.
+async fn observe(listener: &'static str, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let t = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("oneseal_gateway_requests_total", "listener" => listener, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("oneseal_gateway_request_duration_seconds", "listener" => listener, "route" => route)
+        .record(t.elapsed().as_secs_f64());
+    res
+}
+
+/// Sheds a request at once when `max_in_flight` are already being served (one limit shared
+/// by the app and public listeners), instead of queueing it.
+async fn shed(State(slots): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    match slots.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            metrics::counter!("oneseal_gateway_shed_total").increment(1);
+            ApiError::unavailable(
+                "overloaded",
+                "the gateway is at its in-flight limit (max_in_flight); retry shortly",
+                1,
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Puts the common layers around a listener's routes.
+fn stack(
+    router: Router,
+    listener: &'static str,
+    slots: Arc<Semaphore>,
+    cfg: &GatewayConfig,
+) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::TraceLayer;
+    let timeout = cfg.request_timeout;
+    router
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(cfg.max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "deadline_exceeded",
+                    "the request took longer than request_timeout_seconds",
+                )
+                .into_response(),
+            }
+        }))
+        .layer(axum::middleware::from_fn_with_state(slots, shed))
+        .layer(axum::middleware::from_fn(move |req, next| observe(listener, req, next)))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(move |req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // Method and path only: never headers (Authorization), never bodies.
+                tracing::info_span!("request", listener, id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(g): State<Arc<Shared>>) -> Response {
+    let spool = g.spool.check_writable().is_ok();
+    let keys = g.key_ok.load(Ordering::Relaxed);
+    let body = serde_json::json!({"config": "ok", "spool": if spool {"ok"} else {"not writable"},
+        "key_provider": if keys {"ok"} else {"failing"}});
+    let status = if spool && keys {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics_text(State(g): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        g.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Moves every dead letter back to the spool (`oneseal gateway replay`); a running gateway
+/// picks them up within a second, a stopped one at its next start.
+pub fn replay(cfg: &GatewayConfig) -> Result<usize, GatewayError> {
+    let spool = Spool::open(&cfg.spool_dir).map_err(|source| GatewayError::Spool {
+        path: cfg.spool_dir.display().to_string(),
+        source,
+    })?;
+    spool.replay().map_err(|source| GatewayError::Spool {
+        path: cfg.spool_dir.display().to_string(),
+        source,
+    })
+}
+
+async fn bind(
+    which: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::net::TcpListener, GatewayError> {
+    let err = |source| GatewayError::Bind {
+        which,
+        addr,
+        source,
+    };
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    sock.set_reuseaddr(true).map_err(err)?;
+    sock.bind(addr).map_err(err)?;
+    // A burst of 1500 clients connecting at once must not overflow the accept queue.
+    sock.listen(4096).map_err(err)
+}
+
+/// Runs the gateway until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests and deliveries finish (at most [`DRAIN`]) and returns. Spooled callbacks wait
+/// for the next start.
+pub async fn run(
+    cfg: GatewayConfig,
+    parts: Parts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    // Each client and each pooled upstream connection is a file descriptor.
+    match rlimit::increase_nofile_limit(65_536) {
+        Ok(n) => tracing::debug!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| GatewayError::Metrics(e.to_string()))?;
+    let spool = Spool::open(&cfg.spool_dir).map_err(|source| GatewayError::Spool {
+        path: cfg.spool_dir.display().to_string(),
+        source,
+    })?;
+    let key_ok = Arc::new(AtomicBool::new(false));
+    let provider: Arc<dyn KeyProvider> = Arc::new(Observed {
+        inner: parts.provider,
+        ok: key_ok.clone(),
+    });
+    let cache = Arc::new(KeyCache::new(provider, parts.cache));
+    let engine = Engine::new(
+        cache,
+        parts.policy,
+        EngineOptions {
+            suite: parts.suite,
+            decrypt_suite: parts.decrypt_suite,
+            ..EngineOptions::default()
+        },
+    );
+    let upstream = upstream::Upstream::new(cfg.upstream.clone(), cfg.upstream_timeout)
+        .map_err(GatewayError::Client)?;
+    let app_client = match &cfg.callbacks {
+        Some(c) => upstream::Upstream::for_url(&c.forward_to, cfg.upstream_timeout),
+        None => upstream::Upstream::new(cfg.upstream.clone(), cfg.upstream_timeout),
+    }
+    .map_err(GatewayError::Client)?;
+    let (app_l, pub_l, adm_l) = (
+        bind("app_listen", cfg.app_listen).await?,
+        bind("public_listen", cfg.public_listen).await?,
+        bind("admin_listen", cfg.admin_listen).await?,
+    );
+    let g = Arc::new(Shared {
+        cfg: cfg.clone(),
+        engine,
+        upstream,
+        app: app_client,
+        spool,
+        wake: Notify::new(),
+        key_ok: key_ok.clone(),
+        metrics,
+    });
+    // Warm the key cache (and learn whether the provider works) before traffic arrives.
+    match g.engine.cache().sealing_key().await {
+        Ok(_) => tracing::info!("key provider ready"),
+        Err(e) => tracing::warn!(error = %e, "key provider not usable yet; /readyz reports it"),
+    }
+    let stop = CancellationToken::new();
+    // While the provider is failing (and only then), re-check it every 30 s.
+    {
+        let (g, stop) = (g.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+                if !g.key_ok.load(Ordering::Relaxed) {
+                    let _ = g.engine.cache().sealing_key().await;
+                }
+            }
+        });
+    }
+    let slots = Arc::new(Semaphore::new(cfg.max_in_flight));
+    let app_router = Router::new()
+        .route("/v1/message", post(app::message))
+        .route("/wa/messages", post(app::legacy_messages))
+        .route(
+            "/v1/media",
+            post(app::media_upload).get(app::media_download),
+        )
+        .with_state(g.clone());
+    let mut public_router = Router::new();
+    if let Some(c) = &cfg.callbacks {
+        public_router = public_router.route(&c.path, post(callbacks::receive));
+    }
+    let public_router = public_router.with_state(g.clone());
+    let admin_router = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(g.clone());
+    let app_router = stack(app_router, "app", slots.clone(), &cfg);
+    let public_router = stack(public_router, "public", slots, &cfg);
+    let admin_router = admin_router.layer(axum::middleware::from_fn(move |req, next| {
+        observe("admin", req, next)
+    }));
+
+    let relay = tokio::spawn(callbacks::relay(g.clone(), stop.clone()));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; finishing in-flight work");
+            stop.cancel();
+        });
+    }
+    tracing::info!(app = %cfg.app_listen, public = %cfg.public_listen, admin = %cfg.admin_listen, upstream = %cfg.upstream, "oneseal gateway listening");
+    let serve = |l: tokio::net::TcpListener, r: Router| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(l, r)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+    let servers = [
+        serve(app_l, app_router),
+        serve(pub_l, public_router),
+        serve(adm_l, admin_router),
+    ];
+    stop.cancelled().await;
+    let drained = tokio::time::timeout(DRAIN, async {
+        for s in servers {
+            if let Ok(Err(e)) = s.await {
+                return Err(GatewayError::Serve(e));
+            }
+        }
+        let _ = relay.await;
+        Ok(())
+    })
+    .await;
+    match drained {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("in-flight work did not finish within 30 s; stopping anyway (spooled callbacks are kept)");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,872 @@
+//! The gateway end to end (issue 12): real processes on loopback — `oneseal gateway`, a fake
+//! platform and a fake app written independently in Python (scripts/fake_platform.py,
+//! scripts/fake_app.py, on scripts/interop.py's implementation of the wire format), and moto
+//! for KMS behind the counting, fault-injecting proxy.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use oneseal::core::{b64, without_bookkeeping};
+use serde_json::{json, Value};
+use support::http::{self, eventually, free_port, get, post_json, wait_port, Proc};
+use support::moto::{aws_env, create_key, moto, Faults, Proxy};
+use support::*;
+
+const CB_USER: &str = "clickatell";
+const CB_PASS: &str = "s3cret-callback-pw";
+const APP_KEY: &str = "Bearer app-key";
+
+fn python_server(script: &str, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut c = Command::new("python3");
+    c.arg(root().join("scripts").join(script))
+        .arg("--port")
+        .arg(port.to_string())
+        .args(extra)
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .spawn()
+        .expect("python3 (scripts/setup-test-env.sh installs it)");
+    wait_port(port, 30, &mut child);
+    Proc(child)
+}
+
+/// One gateway with its fake platform and fake app.
+struct Rig {
+    dir: tempfile::TempDir,
+    platform_port: u16,
+    app_port: u16,
+    ports: [u16; 3],
+    extra_config: String,
+    env: Vec<(String, String)>,
+    platform: Option<Proc>,
+    app: Option<Proc>,
+    gateway: Option<Proc>,
+}
+
+impl Rig {
+    /// A rig on the local key provider (the platform shares the local master key file).
+    fn local(extra_config: &str) -> Rig {
+        let dir = tempdir();
+        let key = dir.path().join("local.key");
+        std::fs::write(&key, [0x42u8; 32]).unwrap();
+        let key_s = key.to_str().unwrap().to_string();
+        let mut r = Rig::new(
+            dir,
+            extra_config,
+            vec![("ONESEAL_LOCAL_KEY".into(), key_s.clone())],
+        );
+        let pp = r.platform_port;
+        r.platform = Some(python_server(
+            "fake_platform.py",
+            pp,
+            &["--local-key", &key_s],
+            &[],
+        ));
+        r
+    }
+
+    /// A rig on KMS (moto behind `proxy`), key `key`.
+    fn kms(extra_config: &str, proxy: &Proxy, key: &str) -> Rig {
+        let dir = tempdir();
+        let mut env: Vec<(String, String)> = aws_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("AWS_ENDPOINT_URL_KMS".into(), proxy.url.clone()));
+        env.push(("ONESEAL_KMS_KEY_ID".into(), key.to_string()));
+        env.push((
+            "ONESEAL_LOCAL_KEY".into(),
+            dir.path().join("none.key").to_str().unwrap().to_string(),
+        ));
+        let mut r = Rig::new(dir, extra_config, env);
+        let pp = r.platform_port;
+        let aws: Vec<(&str, &str)> = aws_env();
+        r.platform = Some(python_server(
+            "fake_platform.py",
+            pp,
+            &["--kms-endpoint", &moto().url, "--kms-key-id", key],
+            &aws,
+        ));
+        r
+    }
+
+    fn new(dir: tempfile::TempDir, extra_config: &str, env: Vec<(String, String)>) -> Rig {
+        Rig {
+            dir,
+            platform_port: free_port(),
+            app_port: free_port(),
+            ports: [free_port(), free_port(), free_port()],
+            extra_config: extra_config.to_string(),
+            env,
+            platform: None,
+            app: None,
+            gateway: None,
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("oneseal.toml")
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    fn write_config(&self) {
+        let [a, p, m] = self.ports;
+        let text = format!(
+            "[gateway]\napp_listen = \"127.0.0.1:{a}\"\npublic_listen = \"127.0.0.1:{p}\"\nadmin_listen = \"127.0.0.1:{m}\"\n\
+             upstream = \"http://127.0.0.1:{}\"\nspool_dir = \"{}\"\n{}\n\
+             [gateway.callbacks]\nforward_to = \"http://127.0.0.1:{}/whatsapp/callbacks\"\nusername = \"{CB_USER}\"\npassword_env = \"CB_PASSWORD\"\nmax_retry_seconds = 2\n",
+            self.platform_port,
+            self.spool().display(),
+            self.extra_config,
+            self.app_port
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn gateway_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args).arg("--config").arg(self.config_path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ONESEAL_") || k.starts_with("AWS_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("CB_PASSWORD", CB_PASS);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn start_gateway(&mut self) {
+        self.write_config();
+        let log = std::fs::File::create(self.dir.path().join("gateway.log")).unwrap();
+        let mut child = self
+            .gateway_cmd(&["gateway"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_port(self.ports[2], 60, &mut child);
+        wait_port(self.ports[0], 10, &mut child);
+        self.gateway = Some(Proc(child));
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    fn start_app(&mut self) {
+        let port = self.app_port;
+        self.app = Some(python_server("fake_app.py", port, &[], &[]));
+    }
+
+    fn app_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[0])
+    }
+    fn public_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[1])
+    }
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[2])
+    }
+    fn platform_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.platform_port)
+    }
+
+    fn platform_records(&self) -> Vec<Value> {
+        get(&self.platform_url("/_records"))
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+    fn app_records(&self) -> Vec<Value> {
+        get(&format!("http://127.0.0.1:{}/_records", self.app_port))
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+    fn platform_mode(&self, mode: &str) {
+        post_json(&self.platform_url("/_mode"), &json!({"mode": mode}));
+    }
+
+    /// POSTs plain JSON to the app side with the app's Authorization.
+    fn send(&self, path: &str, body: &[u8]) -> http::Answer {
+        http::request(
+            "POST",
+            &self.app_url(path),
+            &[
+                ("Authorization", APP_KEY),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .unwrap()
+    }
+
+    /// A platform-style encrypted callback (sealed by the fake platform), POSTed with auth.
+    fn callback(&self, plain: &Value, auth: Option<(&str, &str)>) -> http::Answer {
+        let sealed = post_json(&self.platform_url("/_seal"), &json!({"plain": plain})).json();
+        self.post_callback(&sealed, auth)
+    }
+
+    fn post_callback(&self, sealed: &Value, auth: Option<(&str, &str)>) -> http::Answer {
+        let basic =
+            auth.map(|(u, p)| format!("Basic {}", b64::encode(format!("{u}:{p}").as_bytes())));
+        let mut h = vec![("Content-Type", "application/json")];
+        if let Some(b) = &basic {
+            h.push(("Authorization", b.as_str()));
+        }
+        http::request(
+            "POST",
+            &self.public_url("/callbacks"),
+            &h,
+            sealed.to_string().as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        let mut p = self.gateway.take().unwrap();
+        let st = Command::new("kill")
+            .args(["-TERM", &p.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let t = Instant::now();
+        loop {
+            if let Some(s) = p.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(40),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn fixture(rel: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(root().join("fixtures").join(rel)).unwrap()).unwrap()
+}
+
+fn fixtures_under(sub: &str) -> Vec<PathBuf> {
+    fixtures()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(sub))
+        .collect()
+}
+
+#[test]
+fn app_side_routes_send_only_ciphertext_and_return_the_platforms_answer() {
+    let mut r = Rig::local("");
+    r.start_app();
+    r.start_gateway();
+    // Every One API request fixture, then every legacy one.
+    for (sub, path) in [
+        ("one-api/requests", "/v1/message"),
+        ("legacy/requests", "/wa/messages"),
+    ] {
+        for f in fixtures_under(sub) {
+            let plain: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            let before = r.platform_records().len();
+            let a = r.send(path, plain.to_string().as_bytes());
+            assert_eq!(
+                a.status,
+                202,
+                "{}: {}",
+                f.display(),
+                String::from_utf8_lossy(&a.body)
+            );
+            assert!(
+                a.json()["messages"].is_array(),
+                "the platform's body comes back unchanged"
+            );
+            let recs = r.platform_records();
+            assert_eq!(recs.len(), before + 1);
+            let rec = &recs[before];
+            assert!(rec.get("error").is_none(), "{}: {rec}", f.display());
+            assert_eq!(rec["path"], path);
+            assert_eq!(rec["authorization"], APP_KEY);
+            assert_eq!(rec["contentType"], "application/json");
+            // Exactly the policy leaves were encrypted: the platform's independent decryption
+            // gives back the original, and what went on the wire differs in those leaves only.
+            assert_eq!(
+                without_bookkeeping(&rec["plain"], &plain),
+                plain,
+                "{}",
+                f.display()
+            );
+            let mut changed = changed_leaves(&plain, &rec["encrypted"]);
+            changed.retain(|p| !p.ends_with("/encryptionKey") && !p.ends_with("/sha256Hash"));
+            assert_eq!(changed, expected_leaves(&f), "{}", f.display());
+        }
+    }
+    // Bad input: 400 naming the path, nothing forwarded.
+    let before = r.platform_records().len();
+    let a = r.send(
+        "/v1/message",
+        br#"{"messages":[{"channel":"whatsapp","to":"2799","content":7}]}"#,
+    );
+    assert_eq!(a.status, 400);
+    let e = a.json();
+    assert_eq!(e["error"]["code"], "bad_request");
+    assert_eq!(e["error"]["path"], "messages[0].content");
+    let a = r.send("/v1/message", b"not json");
+    assert_eq!(a.status, 400);
+    assert_eq!(
+        r.platform_records().len(),
+        before,
+        "nothing may be forwarded"
+    );
+
+    // Media upload: streamed, encrypted, uploaded with the query values added.
+    let file: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let a = http::request(
+        "POST",
+        &r.app_url("/v1/media?fileName=statement.pdf&to=2799900001"),
+        &[
+            ("Authorization", APP_KEY),
+            ("Content-Type", "application/pdf"),
+        ],
+        &file,
+    )
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.json()["fileId"].is_string());
+    let rec = r.platform_records().last().unwrap().clone();
+    assert_eq!(rec["path"], "POST /v1/media");
+    assert_eq!(rec["query"]["fileName"], "statement.pdf");
+    assert_eq!(rec["query"]["to"], "2799900001");
+    assert!(rec["query"]["kmsArn"]
+        .as_str()
+        .unwrap()
+        .starts_with("local:"));
+    assert_eq!(rec["hashOk"], true, "{rec}");
+    assert_eq!(rec["plainSize"], file.len());
+    assert_eq!(rec["encryptedSize"], file.len() + 28);
+    assert_eq!(rec["contentType"], "application/pdf");
+    assert_eq!(rec["authorization"], APP_KEY);
+    // Over 30 MB: 413 at once, nothing uploaded.
+    let before = r.platform_records().len();
+    let big = vec![0u8; 31 * 1024 * 1024];
+    let a = http::request(
+        "POST",
+        &r.app_url("/v1/media?fileName=big.bin&to=2799"),
+        &[("Authorization", APP_KEY)],
+        &big,
+    );
+    if let Ok(a) = a {
+        assert_eq!(a.status, 413);
+    }
+    assert_eq!(r.platform_records().len(), before);
+
+    // Inbound media: the platform's moMedia callback, its link rewritten to the app side,
+    // followed by the app with its usual Authorization → verified plaintext.
+    let img: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let img_path = r.dir.path().join("photo.jpg");
+    std::fs::write(&img_path, &img).unwrap();
+    let enc_path = r.dir.path().join("photo.enc");
+    let key = r.env[0].1.clone();
+    let o = oneseal(
+        &[
+            "media",
+            "encrypt",
+            img_path.to_str().unwrap(),
+            "-o",
+            enc_path.to_str().unwrap(),
+            "--broadcast",
+        ],
+        None,
+        &[("ONESEAL_LOCAL_KEY", key.as_str())],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let meta: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let enc = std::fs::read(&enc_path).unwrap();
+    for (id, bytes) in [
+        ("UUID-1.jpg", enc.clone()),
+        ("UUID-2.jpg", {
+            let mut t = enc.clone();
+            t[1000] ^= 1;
+            t
+        }),
+    ] {
+        post_json(
+            &r.platform_url("/_files"),
+            &json!({"fileId": id, "contentType": "image/jpeg", "data": b64::encode(&bytes)}),
+        );
+    }
+    let sha = meta["sha256FileHash"].as_str().unwrap();
+    let mo = |id: &str| {
+        json!({"integrationId": "i", "event": {"moMedia": [{"channel": "whatsapp", "messageId": id, "from": "2799900001",
+            "timestamp": 1506607698000u64, "encryptionKey": meta["encryptionKey"], "caption": null,
+            "files": [{"contentType": "image/jpeg", "downloadUrl": format!("https://platform.clickatell.com/v1/media?fileId={id}&sha256Hash={sha}&source=client"),
+                       "sha256Hash": sha, "byteSize": img.len(), "fileName": "photo.jpg"}]}]}})
+    };
+    for id in ["UUID-1.jpg", "UUID-2.jpg"] {
+        let a = r.post_callback(&mo(id), Some((CB_USER, CB_PASS)));
+        assert_eq!(a.status, 200);
+    }
+    let recs = eventually(30, "2 moMedia callbacks at the app", || {
+        let recs = r.app_records();
+        (recs.len() >= 2).then_some(recs)
+    });
+    let url_of = |rec: &Value| {
+        rec["body"]["event"]["moMedia"][0]["files"][0]["downloadUrl"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let link = url_of(&recs[0]);
+    assert!(link.starts_with(&r.app_url("/v1/media?")), "{link}");
+    assert!(recs[0]["body"]["event"]["moMedia"][0]["encryptionKey"].is_null());
+    let a = http::request("GET", &link, &[("Authorization", APP_KEY)], b"").unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("content-type"), Some("image/jpeg"));
+    assert_eq!(a.body, img, "the app receives the plaintext file");
+    let fetched = r
+        .platform_records()
+        .into_iter()
+        .rev()
+        .find(|x| x["path"] == "GET /v1/media")
+        .unwrap();
+    assert_eq!(fetched["authorization"], APP_KEY);
+    assert!(
+        fetched["query"].get("encryptionKey").is_none(),
+        "the key never goes back upstream"
+    );
+    // Tampered file: 502 and not one plaintext byte.
+    let a = http::request("GET", &url_of(&recs[1]), &[("Authorization", APP_KEY)], b"").unwrap();
+    assert_eq!(a.status, 502);
+    assert_eq!(a.json()["error"]["code"], "media_verification_failed");
+    // The upstream's 401 is passed through.
+    let a = http::request("GET", &link, &[("Authorization", "Bearer wrong")], b"").unwrap();
+    assert_eq!(a.status, 401);
+    // No temp files of media in transit remain.
+    assert_eq!(std::fs::read_dir(r.spool().join("tmp")).unwrap().count(), 0);
+
+    // Admin endpoints.
+    assert_eq!(get(&r.admin_url("/livez")).status, 200);
+    let ready = get(&r.admin_url("/readyz"));
+    assert_eq!(
+        ready.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    let m = String::from_utf8(get(&r.admin_url("/metrics")).body).unwrap();
+    for needle in [
+        "oneseal_gateway_requests_total",
+        "oneseal_gateway_request_duration_seconds",
+        "oneseal_kms_calls_total",
+        "oneseal_spool_depth",
+        "route=\"/v1/message\"",
+    ] {
+        assert!(m.contains(needle), "{needle} missing from /metrics:\n{m}");
+    }
+    // No plaintext, keys or Authorization in the logs.
+    let log = r.log();
+    for secret in ["app-key", CB_PASS, "February 2021", "Statement"] {
+        assert!(!log.contains(secret), "{secret:?} in the gateway log");
+    }
+    // SIGTERM: clean exit 0.
+    let st = r.sigterm();
+    assert_eq!(st.code(), Some(0), "{}", r.log());
+}
+
+#[test]
+fn callbacks_reach_the_app_in_plaintext_and_nothing_is_lost_across_sigkill() {
+    let mut r = Rig::local("");
+    // The app is down at first.
+    r.start_gateway();
+    // Wrong credentials: 401, nothing stored.
+    let plain = fixture("one-api/callbacks/mo_text.json");
+    assert_eq!(r.callback(&plain, Some((CB_USER, "wrong"))).status, 401);
+    assert_eq!(r.callback(&plain, None).status, 401);
+    assert_eq!(files_in(&r.spool().join("incoming")), 0);
+    // 20 callbacks while the app is down: all acknowledged, all on disk.
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let mut p = plain.clone();
+        p["event"]["moText"][0]["messageId"] = format!("m{i}").into();
+        assert_eq!(r.callback(&p, Some((CB_USER, CB_PASS))).status, 200);
+        sent.push(p);
+    }
+    assert_eq!(files_in(&r.spool().join("incoming")), 20);
+    // SIGKILL (no chance to flush anything), restart, then the app comes up.
+    let mut g = r.gateway.take().unwrap();
+    g.0.kill().unwrap();
+    g.0.wait().unwrap();
+    drop(g);
+    r.start_gateway();
+    r.start_app();
+    let recs = eventually(60, "20 callbacks at the app", || {
+        let recs = r.app_records();
+        (recs.len() >= 20).then_some(recs)
+    });
+    let mut got: Vec<String> = recs
+        .iter()
+        .map(|x| {
+            x["body"]["event"]["moText"][0]["messageId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 20, "every callback delivered");
+    for x in &recs {
+        assert_eq!(x["path"], "/whatsapp/callbacks");
+        let id = x["body"]["event"]["moText"][0]["messageId"]
+            .as_str()
+            .unwrap();
+        let want = sent
+            .iter()
+            .find(|s| s["event"]["moText"][0]["messageId"] == id)
+            .unwrap();
+        assert_eq!(without_bookkeeping(&x["body"], want), *want);
+    }
+    eventually(10, "an empty spool", || {
+        (files_in(&r.spool().join("incoming")) == 0).then_some(())
+    });
+    // Every callback fixture, One API and legacy, platform-encrypted → plaintext at the app.
+    for f in fixtures_under("callbacks") {
+        let plain: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        let before = r.app_records().len();
+        assert_eq!(
+            r.callback(&plain, Some((CB_USER, CB_PASS))).status,
+            200,
+            "{}",
+            f.display()
+        );
+        let recs = eventually(20, "the callback at the app", || {
+            let recs = r.app_records();
+            (recs.len() > before).then_some(recs)
+        });
+        let mut got = recs[before]["body"].clone();
+        // moMedia links now point at the gateway's app side (checked in the app-side test).
+        restore_download_urls(&mut got, &plain, &r.app_url("/v1/media?"));
+        assert_eq!(without_bookkeeping(&got, &plain), plain, "{}", f.display());
+    }
+    // A callback that can never be decrypted: dead letter with its reason, never forwarded;
+    // `oneseal gateway replay` puts it back (where it fails again).
+    let mut sealed = post_json(
+        &r.platform_url("/_seal"),
+        &json!({"plain": plain_text("dead")}),
+    )
+    .json();
+    let c = sealed["event"]["moText"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut raw = b64::decode(&c).unwrap();
+    raw[13] ^= 1;
+    sealed["event"]["moText"][0]["content"] = b64::encode(&raw).into();
+    let before = r.app_records().len();
+    assert_eq!(
+        r.post_callback(&sealed, Some((CB_USER, CB_PASS))).status,
+        200
+    );
+    eventually(20, "a dead letter", || {
+        (files_in(&r.spool().join("dead")) == 1).then_some(())
+    });
+    let reason: Vec<_> = std::fs::read_dir(r.spool().join("dead"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".reason"))
+        .collect();
+    assert_eq!(reason.len(), 1);
+    assert!(std::fs::read_to_string(reason[0].path())
+        .unwrap()
+        .contains("could not be decrypted"));
+    assert_eq!(r.app_records().len(), before);
+    let o = r.gateway_cmd(&["gateway", "replay"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("re-queued 1"));
+    eventually(20, "the dead letter again", || {
+        (files_in(&r.spool().join("dead")) == 1).then_some(())
+    });
+    assert_eq!(r.app_records().len(), before);
+    // The app failing: retried until it recovers.
+    post_json(
+        &format!("http://127.0.0.1:{}/_mode", r.app_port),
+        &json!({"mode": "fail"}),
+    );
+    assert_eq!(
+        r.callback(&plain_text("retry"), Some((CB_USER, CB_PASS)))
+            .status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    post_json(
+        &format!("http://127.0.0.1:{}/_mode", r.app_port),
+        &json!({"mode": "ok"}),
+    );
+    eventually(30, "the retried callback", || {
+        r.app_records()
+            .iter()
+            .any(|x| x["body"]["event"]["moText"][0]["messageId"] == "retry")
+            .then_some(())
+    });
+    assert_eq!(r.sigterm().code(), Some(0));
+}
+
+/// Puts the original `downloadUrl`s back after checking each was rewritten to `prefix`.
+fn restore_download_urls(got: &mut Value, plain: &Value, prefix: &str) {
+    if let (Some(ev), Some(pev)) = (
+        got.get_mut("event").and_then(Value::as_object_mut),
+        plain.get("event"),
+    ) {
+        for (ty, items) in ev.iter_mut() {
+            for (i, it) in items.as_array_mut().into_iter().flatten().enumerate() {
+                for (j, f) in it
+                    .get_mut("files")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let u = f["downloadUrl"].as_str().unwrap_or("").to_string();
+                    assert!(u.starts_with(prefix), "{u}");
+                    f["downloadUrl"] = pev[ty][i]["files"][j]["downloadUrl"].clone();
+                }
+            }
+        }
+    }
+}
+
+fn plain_text(id: &str) -> Value {
+    json!({"integrationId": "i", "event": {"moText": [{"channel": "whatsapp", "messageId": id, "from": "2799900001",
+        "timestamp": 1506607698000u64, "content": "Hello, I need help with my account", "encryptionKey": null}]}})
+}
+
+#[test]
+fn with_kms_failing_or_the_upstream_broken_nothing_plain_leaves_and_answers_are_json() {
+    let m = moto();
+    let proxy = Proxy::start(&m.url);
+    let key = create_key(&m.url);
+    let mut r = Rig::kms("upstream_timeout_seconds = 2\n", &proxy, &key);
+    r.start_app();
+    r.start_gateway();
+    let msg = |i: usize| {
+        json!({"messages": [{"channel": "whatsapp", "to": "2799900001", "content": format!("Your code is {i}")}]})
+            .to_string()
+    };
+    // Warm: works, through KMS.
+    let a = r.send("/v1/message", msg(0).as_bytes());
+    assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        r.platform_records().last().unwrap()["plain"]["messages"][0]["content"],
+        "Your code is 0"
+    );
+    // 1500 concurrent one-message requests: all succeed, at most 3 GenerateDataKey.
+    rlimit::increase_nofile_limit(65_536).unwrap();
+    r.platform_mode("fast");
+    proxy.reset_counts();
+    let url = r.app_url("/v1/message");
+    let handles: Vec<_> = (0..1500)
+        .map(|i| {
+            let (url, body) = (url.clone(), msg(i));
+            std::thread::spawn(move || {
+                http::request(
+                    "POST",
+                    &url,
+                    &[
+                        ("Authorization", APP_KEY),
+                        ("Content-Type", "application/json"),
+                    ],
+                    body.as_bytes(),
+                )
+                .map(|a| a.status)
+                .unwrap_or(0)
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let bad: Vec<_> = statuses.iter().filter(|s| **s != 202).collect();
+    assert!(
+        bad.is_empty(),
+        "{} of 1500 failed: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
+    let gen = proxy.generate.load(Ordering::SeqCst);
+    assert!(gen <= 3, "{gen} GenerateDataKey calls for 1500 messages");
+    r.platform_mode("ok");
+    // Nothing reached the platform that it could not decrypt (no plaintext leaf).
+    assert!(
+        r.platform_records()
+            .iter()
+            .all(|x| x.get("error").is_none()),
+        "plaintext reached the platform"
+    );
+    // Upstream broken: 5xx passed through, hanging → 504, dropped → 502, refused → 502.
+    r.platform_mode("fail");
+    assert_eq!(r.send("/v1/message", msg(1).as_bytes()).status, 503);
+    r.platform_mode("hang");
+    let t = Instant::now();
+    let a = r.send("/v1/message", msg(2).as_bytes());
+    assert_eq!(a.status, 504, "{}", String::from_utf8_lossy(&a.body));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(a.json()["error"]["code"], "upstream_timeout");
+    r.platform_mode("drop");
+    let a = r.send("/v1/message", msg(3).as_bytes());
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    r.platform_mode("ok");
+    r.platform = None; // the platform process is gone: connection refused
+    let a = r.send("/v1/message", msg(4).as_bytes());
+    assert_eq!(a.status, 502);
+    assert_eq!(a.json()["error"]["code"], "upstream_failed");
+    assert_eq!(r.sigterm().code(), Some(0));
+}
+
+#[test]
+fn kms_down_on_a_cold_gateway_sends_nothing_and_413_costs_no_kms_call() {
+    let m = moto();
+    let proxy = Proxy::start(&m.url);
+    let key = create_key(&m.url);
+    proxy.set(Faults {
+        deny: true,
+        ..Faults::default()
+    });
+    let mut r = Rig::kms("", &proxy, &key);
+    r.start_gateway();
+    // Not ready while the key provider fails; probes make no KMS call. (Once the admin side
+    // answers, the start-up warm-up call is done.)
+    assert_eq!(get(&r.admin_url("/readyz")).status, 503);
+    proxy.reset_counts();
+    for _ in 0..5 {
+        assert_eq!(get(&r.admin_url("/readyz")).status, 503);
+    }
+    assert_eq!(
+        proxy.total.load(Ordering::SeqCst),
+        0,
+        "readiness probes called KMS"
+    );
+    let a = r.send(
+        "/v1/message",
+        br#"{"messages":[{"channel":"whatsapp","to":"2799","content":"secret"}]}"#,
+    );
+    assert_eq!(a.status, 503);
+    assert!(a.header("retry-after").is_some());
+    assert!(
+        r.platform_records().is_empty(),
+        "nothing may reach the platform"
+    );
+    // A 31 MB upload: 413 before any KMS call.
+    proxy.reset_counts();
+    let big = vec![1u8; 31 * 1024 * 1024];
+    if let Ok(a) = http::request(
+        "POST",
+        &r.app_url("/v1/media?fileName=x.bin&to=1"),
+        &[("Authorization", APP_KEY)],
+        &big,
+    ) {
+        assert_eq!(a.status, 413);
+        assert_eq!(a.json()["error"]["code"], "too_large");
+    }
+    assert_eq!(proxy.total.load(Ordering::SeqCst), 0);
+    assert!(r.platform_records().is_empty());
+    assert_eq!(r.sigterm().code(), Some(0));
+}
+
+#[test]
+fn overload_is_shed_bodies_are_limited_and_bad_config_is_named() {
+    let mut r =
+        Rig::local("max_in_flight = 2\nmax_body_bytes = 4096\nupstream_timeout_seconds = 20\n");
+    r.start_app();
+    r.start_gateway();
+    r.platform_mode("hang");
+    let url = r.app_url("/v1/message");
+    let body = br#"{"messages":[{"channel":"whatsapp","to":"2799","content":"hi"}]}"#;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                http::request("POST", &url, &[("Authorization", APP_KEY)], body)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let t = Instant::now();
+    let a = r.send("/v1/message", body);
+    assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"]["code"], "overloaded");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "shed at once, not queued"
+    );
+    let m = String::from_utf8(get(&r.admin_url("/metrics")).body).unwrap();
+    assert!(m.contains("oneseal_gateway_shed_total"), "{m}");
+    r.platform_mode("ok");
+    for h in slow {
+        let _ = h.join();
+    }
+    // Body limit.
+    let big = format!(
+        "{{\"messages\":[{{\"channel\":\"whatsapp\",\"to\":\"1\",\"content\":\"{}\"}}]}}",
+        "x".repeat(5000)
+    );
+    assert_eq!(r.send("/v1/message", big.as_bytes()).status, 413);
+    assert_eq!(r.sigterm().code(), Some(0));
+    // Config errors: one line naming the key, exit 2.
+    std::fs::write(r.config_path(), "[gateway]\nupstream = \"ftp://nope\"\n").unwrap();
+    let o = r
+        .gateway_cmd(&["gateway", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("gateway.upstream"), "{err}");
+    std::fs::write(r.config_path(), "[gateway]\nmax_in_fligth = 3\n").unwrap();
+    let o = r
+        .gateway_cmd(&["gateway", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"));
+    r.write_config();
+    let o = r
+        .gateway_cmd(&["gateway", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
