@@ -486,6 +486,7 @@ fn app_side_routes_send_only_ciphertext_and_return_the_platforms_answer() {
         "oneseal_gateway_request_duration_seconds",
         "oneseal_kms_calls_total",
         "oneseal_spool_depth",
+        "oneseal_key_cache_lookups",
         "route=\"/v1/message\"",
     ] {
         assert!(m.contains(needle), "{needle} missing from /metrics:\n{m}");

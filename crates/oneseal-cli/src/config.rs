@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock as OnceCell};
 use std::time::Duration;
 
 use oneseal_core::{
-    Api, BlobRouter, CacheConfig, DataKey, DecryptSuite, FieldPath, InitOutcome, KeyError,
-    KeyProvider, LocalProvider, Policy, SecretKey, Suite,
+    Api, BlobRouter, CacheConfig, DataKey, FieldPath, InitOutcome, KeyError, KeyProvider,
+    LocalProvider, Policy, SecretKey,
 };
 use oneseal_kms::{AwsKmsProvider, KmsConfig};
 use serde::Deserialize;
@@ -111,29 +111,21 @@ fn from_flag_or_file<T, E: std::fmt::Display>(
     }
 }
 
-/// The suite for new ciphertext (default gcm).
-pub fn suite(flag: Option<&str>, file: &ConfigFile) -> Result<Suite, CliError> {
+/// A suite setting: the suite for new ciphertext ([`Suite`], default gcm), or the suite
+/// decryption accepts ([`DecryptSuite`]: the configured suite, gcm by default, DESIGN §3;
+/// `auto` only when asked for). `suite` in the file sets both.
+pub fn suite<T>(flag: Option<&str>, file: &ConfigFile) -> Result<T, CliError>
+where
+    T: std::str::FromStr + Default,
+    T::Err: std::fmt::Display,
+{
     Ok(from_flag_or_file(
         flag,
         "--suite (or ONESEAL_SUITE)",
         file.values.suite.as_deref(),
         "suite",
         file,
-        str::parse::<Suite>,
-    )?
-    .unwrap_or_default())
-}
-
-/// The suite decryption accepts: the configured suite, gcm by default (DESIGN §3); `auto`
-/// only when asked for.
-pub fn decrypt_suite(flag: Option<&str>, file: &ConfigFile) -> Result<DecryptSuite, CliError> {
-    Ok(from_flag_or_file(
-        flag,
-        "--suite (or ONESEAL_SUITE)",
-        file.values.suite.as_deref(),
-        "suite",
-        file,
-        str::parse::<DecryptSuite>,
+        str::parse::<T>,
     )?
     .unwrap_or_default())
 }
@@ -369,6 +361,7 @@ impl KeyProvider for LazyLocal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oneseal_core::{DecryptSuite, Suite};
 
     fn file_with(text: &str) -> Result<ConfigFile, CliError> {
         let dir = tempfile::tempdir().unwrap();
@@ -388,10 +381,10 @@ mod tests {
     #[test]
     fn file_errors_name_the_file_and_key() {
         let f = file_with("suite = \"ccm\"\n").unwrap();
-        let e = suite(None, &f).unwrap_err();
+        let e = suite::<Suite>(None, &f).unwrap_err();
         assert!(e.message.contains("c.toml: suite:"), "{}", e.message);
         assert!(!e.message.contains("--suite"), "{}", e.message);
-        let e = suite(Some("ccm"), &f).unwrap_err();
+        let e = suite::<Suite>(Some("ccm"), &f).unwrap_err();
         assert!(e.message.starts_with("--suite"), "{}", e.message);
         let f = file_with("max_messages_per_key = 100000000\n").unwrap();
         let e = cache_config(false, &f).unwrap_err();
@@ -403,10 +396,10 @@ mod tests {
     #[test]
     fn decrypt_defaults_to_gcm() {
         assert_eq!(
-            decrypt_suite(None, &ConfigFile::default()).unwrap(),
+            suite::<DecryptSuite>(None, &ConfigFile::default()).unwrap(),
             DecryptSuite::Gcm
         );
         let f = file_with("suite = \"cbc\"\n").unwrap();
-        assert_eq!(decrypt_suite(None, &f).unwrap(), DecryptSuite::Cbc);
+        assert_eq!(suite::<DecryptSuite>(None, &f).unwrap(), DecryptSuite::Cbc);
     }
 }

@@ -40,7 +40,7 @@ fn common(
 }
 
 pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let suite = config::suite(a.suite.as_deref(), file)?;
+    let suite = config::suite::<oneseal_core::Suite>(a.suite.as_deref(), file)?;
     let cache_cfg = config::cache_config(a.fresh_key_per_message, file)?;
     let c = common(
         a.input.as_deref(),
@@ -67,7 +67,7 @@ pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> 
 }
 
 pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let decrypt_suite = config::decrypt_suite(a.suite.as_deref(), file)?;
+    let decrypt_suite = config::suite::<oneseal_core::DecryptSuite>(a.suite.as_deref(), file)?;
     let cache_cfg = config::cache_config(false, file)?;
     let c = common(
         a.input.as_deref(),

@@ -29,8 +29,14 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
     let parts = Parts {
         provider: keys.gateway_provider()?,
         policy: config::policy(&[], file)?,
-        suite: config::suite(std::env::var("ONESEAL_SUITE").ok().as_deref(), file)?,
-        decrypt_suite: config::decrypt_suite(std::env::var("ONESEAL_SUITE").ok().as_deref(), file)?,
+        suite: config::suite::<oneseal_core::Suite>(
+            std::env::var("ONESEAL_SUITE").ok().as_deref(),
+            file,
+        )?,
+        decrypt_suite: config::suite::<oneseal_core::DecryptSuite>(
+            std::env::var("ONESEAL_SUITE").ok().as_deref(),
+            file,
+        )?,
         cache: config::cache_config(false, file)?,
     };
     if a.check_config {

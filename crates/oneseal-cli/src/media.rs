@@ -60,7 +60,7 @@ fn whatsapp_limit(content_type: &str) -> Option<(u64, &'static str)> {
 }
 
 async fn encrypt(a: MediaEncryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let suite = config::suite(a.suite.as_deref(), file)?;
+    let suite = config::suite::<oneseal_core::Suite>(a.suite.as_deref(), file)?;
     let keys = config::keys(&a.keys, file)?;
     let stdin = io::is_dash(&a.file);
     io::check_not_same(Some(&a.file), Some(&a.output))?;
@@ -296,7 +296,7 @@ fn from_callback(path: &Path, index: usize) -> Result<(String, Option<String>), 
 }
 
 async fn decrypt(a: MediaDecryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let suite = config::decrypt_suite(a.suite.as_deref(), file)?;
+    let suite = config::suite::<oneseal_core::DecryptSuite>(a.suite.as_deref(), file)?;
     let keys = config::keys(&a.keys, file)?;
     if io::is_dash(&a.file) {
         return Err(CliError::usage(

@@ -213,6 +213,20 @@ pub struct KeyCache {
     enc: Mutex<EncState>,
     dec: Mutex<DecState>,
     fresh_slots: Semaphore,
+    stats: [AtomicU64; 4],
+}
+
+/// Key-cache lookups so far, for metrics: a hit needed no key-service call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Sealing keys served from the cache.
+    pub seal_hits: u64,
+    /// Sealing-key lookups that needed (or waited on) a `GenerateDataKey`.
+    pub seal_misses: u64,
+    /// Unwrapped keys served from the cache.
+    pub open_hits: u64,
+    /// Unwrap lookups that needed (or waited on) a `Decrypt`.
+    pub open_misses: u64,
 }
 
 impl fmt::Debug for KeyCache {
@@ -241,6 +255,7 @@ impl KeyCache {
                 current: None,
                 inflight: None,
             }),
+            stats: Default::default(),
             dec: Mutex::new(DecState {
                 lru: lru::LruCache::new(cap),
                 swept: Instant::now(),
@@ -257,6 +272,21 @@ impl KeyCache {
     /// The wrapped provider.
     pub fn provider(&self) -> &Arc<dyn KeyProvider> {
         &self.provider
+    }
+
+    /// Lookups so far.
+    pub fn stats(&self) -> CacheStats {
+        let v = |i: usize| self.stats[i].load(Ordering::Relaxed);
+        CacheStats {
+            seal_hits: v(0),
+            seal_misses: v(1),
+            open_hits: v(2),
+            open_misses: v(3),
+        }
+    }
+
+    fn count(&self, i: usize) {
+        self.stats[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A data key for one message: reused up to `max_messages` times within `max_age`.
@@ -278,12 +308,14 @@ impl KeyCache {
                 let mut st = lock(&self.enc);
                 if let Some(k) = &st.current {
                     if k.created.elapsed() < self.cfg.max_age && k.try_take(max) {
+                        self.count(0);
                         return Ok(k.clone());
                     }
                     // Used up or expired: drop the cache's reference now (the key is wiped
                     // once the last message using it is done), not when a new one arrives.
                     st.current = None;
                 }
+                self.count(1);
                 st.inflight
                     .get_or_insert_with(|| Arc::new(OnceCell::new()))
                     .clone()
@@ -325,8 +357,12 @@ impl KeyCache {
             let mut dec = lock(&self.dec);
             purge_expired(&mut dec);
             match dec.lru.get(blob) {
-                Some(e) if e.fresh() => e.cell.clone(),
+                Some(e) if e.fresh() => {
+                    self.count(2);
+                    e.cell.clone()
+                }
                 _ => {
+                    self.count(3);
                     let cell: Flight<OpeningKey> = Arc::new(OnceCell::new());
                     dec.lru.put(
                         blob.to_vec(),

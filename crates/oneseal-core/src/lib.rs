@@ -53,7 +53,7 @@ pub mod stream;
 pub mod suite;
 pub mod walker;
 
-pub use cache::{CacheConfig, CountingProvider, KeyCache, OpeningKey, SealingKey};
+pub use cache::{CacheConfig, CacheStats, CountingProvider, KeyCache, OpeningKey, SealingKey};
 pub use error::Error;
 pub use local::{InitOutcome, LocalProvider};
 pub use policy::{FieldPath, Policy};

@@ -271,8 +271,14 @@ pub async fn media_download(
     let suite = g.engine.options().decrypt_suite;
     let scratch = g.spool.tmp();
     let (plain, _outcome) = tokio::task::spawn_blocking(move || {
-        let r =
-            oneseal_media::decrypt_file_verified(key.key(), suite, enc.path(), &scratch, expected);
+        let r = oneseal_media::decrypt_file_verified(
+            key.key(),
+            suite,
+            enc.path(),
+            &scratch,
+            expected,
+            &|_| {},
+        );
         drop(enc);
         r
     })

@@ -4,7 +4,7 @@
 //! it only after a 2xx. Failures are retried with capped exponential backoff (across restarts:
 //! the spool is the queue); a callback that can never be decrypted goes to the dead letters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,12 +73,13 @@ pub async fn receive(
         ));
     }
     let spool = g.spool.clone();
-    tokio::task::spawn_blocking(move || spool.put(&body))
+    let name = tokio::task::spawn_blocking(move || spool.put(&body))
         .await
         .map_err(|_| ApiError::unavailable("spool_unavailable", "spool task failed", 5))?
         .map_err(|e| crate::app::spool_error(&e))?;
     metrics::counter!("oneseal_callbacks_received_total").increment(1);
-    g.wake.notify_one();
+    // The relay learns of it at once; its periodic rescan of the spool is the safety net.
+    let _ = g.spooled.send(name);
     Ok((
         StatusCode::OK,
         axum::Json(serde_json::json!({"status": "accepted"})),
@@ -90,6 +91,8 @@ pub async fn receive(
 #[derive(Debug)]
 enum Outcome {
     Delivered,
+    /// The file is no longer in the spool (delivered meanwhile, or re-listed by a scan).
+    Gone,
     Retry(String),
     Dead(String),
 }
@@ -149,6 +152,7 @@ async fn deliver(g: &Shared, name: &str) -> Outcome {
     };
     let body = match g.spool.read(name) {
         Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Gone,
         Err(e) => return Outcome::Retry(format!("cannot read the spool file: {e}")),
     };
     let mut doc: Value = match serde_json::from_slice(&body) {
@@ -195,31 +199,50 @@ fn backoff(n: u32, cap: Duration) -> Duration {
 }
 
 /// The relay loop: delivers spooled callbacks until `stop`, then waits for deliveries in
-/// flight (the caller bounds the wait).
-pub async fn relay(g: Arc<Shared>, stop: CancellationToken) {
+/// flight (the caller bounds the wait). New callbacks arrive on `spooled`; the spool directory
+/// is rescanned at start and every second (dead letters re-queued by `oneseal gateway
+/// replay`, and anything else put there), so the directory is listed once a second, not once
+/// per callback.
+pub async fn relay(
+    g: Arc<Shared>,
+    mut spooled: mpsc::UnboundedReceiver<String>,
+    stop: CancellationToken,
+) {
     let Some(cb) = g.cfg.callbacks.clone() else {
         return;
     };
     let (done_tx, mut done_rx) = mpsc::channel::<(String, Outcome)>(PARALLEL * 2);
+    let mut waiting: BTreeSet<String> = BTreeSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut retry: HashMap<String, (u32, Instant)> = HashMap::new();
+    let mut scanned = Instant::now() - Duration::from_secs(60);
     loop {
-        // Results first: they free slots and set retry times.
         while let Ok((name, outcome)) = done_rx.try_recv() {
             in_flight.remove(&name);
-            settle(&g, &name, outcome, &mut retry, cb.max_retry);
+            settle(&g, &name, outcome, &mut retry, &mut waiting, cb.max_retry);
         }
-        let pending = g.spool.pending().unwrap_or_default();
-        metrics::gauge!("oneseal_spool_depth").set(pending.len() as f64);
+        while let Ok(name) = spooled.try_recv() {
+            waiting.insert(name);
+        }
+        if scanned.elapsed() >= Duration::from_secs(1) {
+            scanned = Instant::now();
+            for name in g.spool.pending().unwrap_or_default() {
+                if !in_flight.contains(&name) {
+                    waiting.insert(name);
+                }
+            }
+        }
+        metrics::gauge!("oneseal_spool_depth").set((waiting.len() + in_flight.len()) as f64);
         let now = Instant::now();
         if !stop.is_cancelled() {
-            for name in pending {
-                if in_flight.len() >= PARALLEL {
-                    break;
-                }
-                if in_flight.contains(&name) || retry.get(&name).is_some_and(|(_, t)| *t > now) {
-                    continue;
-                }
+            let due: Vec<String> = waiting
+                .iter()
+                .filter(|n| retry.get(*n).is_none_or(|(_, t)| *t <= now))
+                .take(PARALLEL.saturating_sub(in_flight.len()))
+                .cloned()
+                .collect();
+            for name in due {
+                waiting.remove(&name);
                 in_flight.insert(name.clone());
                 let (g2, tx) = (g.clone(), done_tx.clone());
                 tokio::spawn(async move {
@@ -239,11 +262,15 @@ pub async fn relay(g: Arc<Shared>, stop: CancellationToken) {
             .unwrap_or(Duration::from_secs(1))
             .clamp(Duration::from_millis(20), Duration::from_secs(1));
         tokio::select! {
-            _ = g.wake.notified() => {}
+            r = spooled.recv() => {
+                if let Some(name) = r {
+                    waiting.insert(name);
+                }
+            }
             r = done_rx.recv() => {
                 if let Some((name, outcome)) = r {
                     in_flight.remove(&name);
-                    settle(&g, &name, outcome, &mut retry, cb.max_retry);
+                    settle(&g, &name, outcome, &mut retry, &mut waiting, cb.max_retry);
                 }
             }
             _ = tokio::time::sleep(next_due) => {}
@@ -257,9 +284,13 @@ fn settle(
     name: &str,
     outcome: Outcome,
     retry: &mut HashMap<String, (u32, Instant)>,
+    waiting: &mut BTreeSet<String>,
     cap: Duration,
 ) {
     match outcome {
+        Outcome::Gone => {
+            retry.remove(name);
+        }
         Outcome::Delivered => {
             retry.remove(name);
             if let Err(e) = g.spool.remove(name) {
@@ -272,6 +303,7 @@ fn settle(
             let wait = backoff(n, cap);
             tracing::warn!(callback = name, attempt = n + 1, retry_in_s = wait.as_secs(), reason = %why, "callback not delivered; will retry");
             retry.insert(name.to_string(), (n, Instant::now() + wait));
+            waiting.insert(name.to_string());
             metrics::counter!("oneseal_callbacks_retried_total").increment(1);
         }
         Outcome::Dead(why) => {

@@ -52,7 +52,7 @@ use oneseal_core::{
     CacheConfig, DataKey, DecryptSuite, Engine, EngineOptions, ErrorClass, KeyCache, KeyError,
     KeyProvider, Policy, SecretKey, Suite,
 };
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use callbacks::rewrite_download_urls;
@@ -119,7 +119,8 @@ pub(crate) struct Shared {
     upstream: upstream::Upstream,
     app: upstream::Upstream,
     spool: Spool,
-    wake: Notify,
+    /// Names of newly spooled callbacks, for the relay.
+    spooled: tokio::sync::mpsc::UnboundedSender<String>,
     key_ok: Arc<AtomicBool>,
     metrics: PrometheusHandle,
 }
@@ -256,6 +257,16 @@ async fn readyz(State(g): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics_text(State(g): State<Arc<Shared>>) -> Response {
+    let st = g.engine.cache().stats();
+    for (side, hit, miss) in [
+        ("seal", st.seal_hits, st.seal_misses),
+        ("open", st.open_hits, st.open_misses),
+    ] {
+        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "hit")
+            .set(hit as f64);
+        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "miss")
+            .set(miss as f64);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -347,13 +358,14 @@ pub async fn run(
         bind("public_listen", cfg.public_listen).await?,
         bind("admin_listen", cfg.admin_listen).await?,
     );
+    let (spooled, spooled_rx) = tokio::sync::mpsc::unbounded_channel();
     let g = Arc::new(Shared {
         cfg: cfg.clone(),
         engine,
         upstream,
         app: app_client,
         spool,
-        wake: Notify::new(),
+        spooled,
         key_ok: key_ok.clone(),
         metrics,
     });
@@ -403,7 +415,7 @@ pub async fn run(
         observe("admin", req, next)
     }));
 
-    let relay = tokio::spawn(callbacks::relay(g.clone(), stop.clone()));
+    let relay = tokio::spawn(callbacks::relay(g.clone(), spooled_rx, stop.clone()));
     {
         let stop = stop.clone();
         tokio::spawn(async move {

@@ -677,6 +677,7 @@ pub fn decrypt_file_verified(
     input: &Path,
     scratch_dir: &Path,
     expected_sha256: Option<[u8; 32]>,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(File, DecryptOutcome), MediaError> {
     let mut src = File::open(input).map_err(io_err("open", input))?;
     let (mut out, outcome) = decrypt_verified(
@@ -685,7 +686,7 @@ pub fn decrypt_file_verified(
         &mut src,
         input,
         expected_sha256,
-        &|_| {},
+        progress,
         || {
             tempfile::tempfile_in(scratch_dir)
                 .map_err(io_err("create a temporary file in", scratch_dir))
@@ -707,19 +708,14 @@ pub fn decrypt_file_to(
     expected_sha256: Option<[u8; 32]>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<DecryptOutcome, MediaError> {
-    let mut src = File::open(input).map_err(io_err("open", input))?;
-    let tmp_dir = std::env::temp_dir();
-    let (mut out, outcome) = decrypt_verified(
+    let (mut out, outcome) = decrypt_file_verified(
         key,
         suite,
-        &mut src,
         input,
+        &std::env::temp_dir(),
         expected_sha256,
         progress,
-        || tempfile::tempfile_in(&tmp_dir).map_err(io_err("create a temporary file in", &tmp_dir)),
     )?;
-    out.seek(SeekFrom::Start(0))
-        .map_err(io_err("read", &tmp_dir))?;
     let write_err = |source| MediaError::Io {
         op: "write",
         path: PathBuf::from("<output>"),

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Gateway benchmark (DESIGN §6; not a CI test). Everything on loopback, on this machine:
+#   1. 1500 concurrent clients (wrk) POST one-message One API requests straight to a fake
+#      upstream that answers at once, then the same load through `oneseal gateway` (KMS: moto);
+#   2. RSS of the gateway once it has served at least 100 000 requests;
+#   3. a callback flood on the public side with the durable spool on (fsync per callback).
+# Prints the figures and the ratios, all from this one run.
+#
+#   scripts/load.sh [SECONDS per run, default 15]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-15}
+CONNS=1500
+
+bash scripts/setup-test-env.sh
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "load: installing wrk (Debian package)" >&2
+  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+cargo build --release --quiet -p oneseal-cli
+cargo build --release --quiet --example fake_upstream
+BIN=target/release/oneseal
+UP=target/release/examples/fake_upstream
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
+
+MOTO=$(port); UPP=$(port); APP=$(port); PUB=$(port); ADM=$(port)
+python3 -m moto.server -H 127.0.0.1 -p "$MOTO" >/dev/null 2>&1 & PIDS+=($!)
+"$UP" "$UPP" 2>/dev/null & PIDS+=($!)
+wait_port "$MOTO"; wait_port "$UPP"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$MOTO" AWS_EC2_METADATA_DISABLED=true
+KEY=$(python3 -c "import boto3; print(boto3.client('kms').create_key()['KeyMetadata']['Arn'])")
+test -n "$KEY"
+
+cat > "$WORK/oneseal.toml" <<EOF
+kms_key_id = "$KEY"
+[gateway]
+app_listen = "127.0.0.1:$APP"
+public_listen = "127.0.0.1:$PUB"
+admin_listen = "127.0.0.1:$ADM"
+upstream = "http://127.0.0.1:$UPP"
+spool_dir = "$WORK/spool"
+max_in_flight = 4096
+[gateway.callbacks]
+forward_to = "http://127.0.0.1:$UPP/whatsapp/callbacks"
+username = "clickatell"
+password_env = "LOAD_CB_PASSWORD"
+EOF
+LOAD_CB_PASSWORD=load-pw RUST_LOG=warn "$BIN" gateway --config "$WORK/oneseal.toml" 2>"$WORK/gateway.log" & GW=$!; PIDS+=($GW)
+wait_port "$ADM"
+
+cat > "$WORK/message.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"messages":[{"channel":"whatsapp","to":"2799900001","content":"Your one-time PIN is 482913. It expires in 5 minutes.","clientMessageId":"c1"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer load-test"
+EOF
+
+# wrk's summary -> "rps p50_ms p99_ms errors requests"
+run() {
+  local url=$1 conns=$2 dur=$3 script=$4 out
+  out=$(wrk -t2 -c"$conns" -d"${dur}s" --timeout 10s --latency -s "$script" "$url")
+  echo "$out" > "$WORK/last.txt"
+  python3 - "$WORK/last.txt" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(label):
+    m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+reqs = int(re.search(r"(\d+) requests in", t).group(1))
+errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
+non2 = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+errs += int(non2.group(1)) if non2 else 0
+print(f"{rps:.0f} {ms(50):.2f} {ms(99):.2f} {errs} {reqs}")
+PY
+}
+
+echo "warming up..." >&2
+run "http://127.0.0.1:$UPP/v1/message" 100 2 "$WORK/message.lua" >/dev/null
+run "http://127.0.0.1:$APP/v1/message" 100 2 "$WORK/message.lua" >/dev/null
+read -r D_RPS D_P50 D_P99 D_ERR D_N < <(run "http://127.0.0.1:$UPP/v1/message" $CONNS "$DUR" "$WORK/message.lua")
+read -r G_RPS G_P50 G_P99 G_ERR G_N < <(run "http://127.0.0.1:$APP/v1/message" $CONNS "$DUR" "$WORK/message.lua")
+TOTAL=$G_N
+while [ "$TOTAL" -lt 100000 ]; do
+  read -r _ _ _ _ N < <(run "http://127.0.0.1:$APP/v1/message" $CONNS 10 "$WORK/message.lua")
+  TOTAL=$((TOTAL + N))
+done
+RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$GW/status")
+METRICS=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$ADM/metrics').read().decode())")
+GEN=$(echo "$METRICS" | awk '/^oneseal_kms_calls_total\{.*operation="GenerateDataKey".*outcome="ok"/ {s+=$2} END {print s+0}')
+SHED=$(echo "$METRICS" | awk '/^oneseal_gateway_shed_total/ {s+=$2} END {print s+0}')
+MSGS=$(echo "$METRICS" | awk '/^oneseal_gateway_requests_total\{.*route="\/v1\/message".*status="202"/ {s+=$2} END {print s+0}')
+
+# Callback flood: one platform-encrypted callback (sealed by the independent Python
+# implementation with the same KMS key), posted with basic auth, spool fsynced per callback.
+python3 - "$WORK/cb.json" "$KEY" <<'PY'
+import json, subprocess, sys
+plain = {"integrationId": "i", "event": {"moText": [{"channel": "whatsapp", "messageId": "m1", "from": "2799900001",
+         "timestamp": 1506607698000, "content": "Hi, please call me back about my claim", "encryptionKey": None}]}}
+open(sys.argv[1] + ".plain", "w").write(json.dumps(plain))
+import os
+out = subprocess.run([sys.executable, "scripts/interop.py", "seal", sys.argv[1] + ".plain", "--suite", "gcm",
+                      "--kms-endpoint", os.environ["AWS_ENDPOINT_URL_KMS"], "--kms-key-id", sys.argv[2]],
+                     check=True, capture_output=True, text=True).stdout
+open(sys.argv[1], "w").write(out)
+PY
+AUTH=$(printf 'clickatell:load-pw' | base64)
+python3 - "$WORK/cb.json" "$AUTH" > "$WORK/callback.lua" <<'PY'
+import json, sys
+body = open(sys.argv[1]).read().strip()
+print('wrk.method = "POST"')
+print('wrk.body = ' + json.dumps(body))
+print('wrk.headers["Content-Type"] = "application/json"')
+print(f'wrk.headers["Authorization"] = "Basic {sys.argv[2]}"')
+PY
+read -r C_RPS C_P50 C_P99 C_ERR C_N < <(run "http://127.0.0.1:$PUB/callbacks" 64 10 "$WORK/callback.lua")
+T0=$(date +%s.%N)
+for _ in $(seq 1 600); do
+  [ -z "$(ls -A "$WORK/spool/incoming" 2>/dev/null)" ] && break; sleep 0.2
+done
+T1=$(date +%s.%N)
+LEFT=$(ls "$WORK/spool/incoming" | wc -l)
+
+python3 - <<PY
+d_rps, g_rps = $D_RPS, $G_RPS
+print()
+print("oneseal gateway benchmark ($(nproc) cores, $(date -u +%F), ${DUR} s per run, $CONNS connections, wrk -t2)")
+print(f"| what | straight to the fake upstream | through the gateway | ratio |")
+print(f"|---|---|---|---|")
+print(f"| throughput (req/s) | {d_rps:.0f} | {g_rps:.0f} | {g_rps/d_rps*100:.0f}% (budget >= 40%) |")
+print(f"| p50 latency (ms) | $D_P50 | $G_P50 | +{$G_P50-$D_P50:.1f} ms |")
+print(f"| p99 latency (ms) | $D_P99 | $G_P99 | +{$G_P99-$D_P99:.1f} ms (budget <= 50 ms added) |")
+print(f"| errors (socket + non-2xx) | $D_ERR | $G_ERR | budget 0 |")
+print(f"| shed requests | | $SHED | budget 0 |")
+print(f"| GenerateDataKey per 1000 messages | | {$GEN/max($MSGS,1)*1000:.2f} ({$GEN} for {$MSGS}) | budget <= 1 |")
+print(f"| gateway RSS after {$TOTAL} requests | | {$RSS_KB/1024:.1f} MiB | budget <= 256 MiB |")
+print(f"| callbacks accepted (fsynced), 64 connections | | {$C_RPS:.0f}/s (p99 $C_P99 ms, errors $C_ERR) | budget >= 2000/s |")
+drain = $T1 - $T0
+print(f"| relay: {$C_N} callbacks decrypted + delivered | | drained {drain:.1f} s after the flood, {$LEFT} left | |")
+PY
