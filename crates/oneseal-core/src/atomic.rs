@@ -38,9 +38,20 @@ fn pending() -> MutexGuard<'static, BTreeMap<u64, PathBuf>> {
 /// An output being written: a temp file beside `dest`, registered for interrupt cleanup.
 #[derive(Debug)]
 pub struct PendingFile {
-    tmp: Option<tempfile::NamedTempFile>,
+    tmp: tempfile::NamedTempFile,
     dest: PathBuf,
-    id: u64,
+    listed: Listed,
+}
+
+/// The temp file's entry in the registry, removed when dropped (after a commit, or with the
+/// temp file when the output is abandoned: `NamedTempFile`'s own drop deletes the file).
+#[derive(Debug)]
+struct Listed(u64);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        pending().remove(&self.0);
+    }
 }
 
 impl PendingFile {
@@ -60,29 +71,20 @@ impl PendingFile {
         reg.insert(id, tmp.path().to_path_buf());
         drop(reg);
         Ok(PendingFile {
-            tmp: Some(tmp),
+            tmp,
             dest: dest.to_path_buf(),
-            id,
+            listed: Listed(id),
         })
-    }
-
-    fn tmp(&self) -> &tempfile::NamedTempFile {
-        // `tmp` is only taken by `commit`, which consumes `self`.
-        self.tmp.as_ref().unwrap_or_else(|| unreachable!())
     }
 
     /// The open temp file.
     pub fn file(&self) -> &File {
-        self.tmp().as_file()
+        self.tmp.as_file()
     }
 
     /// The open temp file, mutably (for `Write`).
     pub fn file_mut(&mut self) -> &mut File {
-        // As in `tmp`: present until `commit` consumes `self`.
-        self.tmp
-            .as_mut()
-            .unwrap_or_else(|| unreachable!())
-            .as_file_mut()
+        self.tmp.as_file_mut()
     }
 
     /// Where the output goes once committed.
@@ -102,37 +104,29 @@ impl PendingFile {
         self.finish(false)
     }
 
-    fn finish(mut self, replace: bool) -> io::Result<()> {
-        let Some(tmp) = self.tmp.take() else {
-            return Ok(());
-        };
+    fn finish(self, replace: bool) -> io::Result<()> {
+        let PendingFile { tmp, dest, listed } = self;
         tmp.as_file().sync_all()?;
         #[cfg(unix)]
-        if let Ok(m) = std::fs::metadata(&self.dest) {
+        if let Ok(m) = std::fs::metadata(&dest) {
             if m.is_file() && replace {
                 tmp.as_file().set_permissions(m.permissions())?;
             }
         }
         {
+            // Held across the rename: a signal handler sees the output pending or in place.
             let mut reg = pending();
             let res = if replace {
-                tmp.persist(&self.dest)
+                tmp.persist(&dest)
             } else {
-                tmp.persist_noclobber(&self.dest)
+                tmp.persist_noclobber(&dest)
             };
-            reg.remove(&self.id);
+            reg.remove(&listed.0);
+            drop(reg);
+            drop(listed);
             res.map_err(|e| e.error)?;
         }
-        sync_dir(&self.dest)
-    }
-}
-
-impl Drop for PendingFile {
-    fn drop(&mut self) {
-        if self.tmp.is_some() {
-            // The NamedTempFile's own drop deletes the file; only the listing is ours.
-            pending().remove(&self.id);
-        }
+        sync_dir(&dest)
     }
 }
 
@@ -192,7 +186,7 @@ mod tests {
             assert_eq!(mode, 0o640, "a replaced file keeps its mode");
         }
         let f = PendingFile::beside(&dest).unwrap();
-        let tmp = f.tmp().path().to_path_buf();
+        let tmp = f.tmp.path().to_path_buf();
         assert!(tmp.exists());
         drop(f);
         assert!(!tmp.exists());
