@@ -419,3 +419,30 @@ fn bad_blob_shared_by_200_items_made_200_kms_calls() {
     assert_fails(&o, 3, "encryptionKey is empty");
     assert_eq!(k.proxy.total.load(Ordering::SeqCst), 0);
 }
+
+/// NDJSON shares one key cache across lines: 5 000 lines cost at most 6 GenerateDataKey
+/// and 6 Decrypt calls at the wire.
+#[test]
+fn ndjson_5000_lines_share_the_key_cache() {
+    let k = Kms::new();
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&json!({"messages": [{"channel": "whatsapp", "to": format!("27999{i:06}"), "content": format!("Statement {i}")}]}).to_string());
+        text.push('\n');
+    }
+    k.proxy.reset_counts();
+    let o = k.run(
+        &["encrypt", "--ndjson", "--kms-key-id", &k.key],
+        Some(text.as_bytes()),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let generated = k.proxy.generate.load(Ordering::SeqCst);
+    assert!(generated <= 6, "{generated} GenerateDataKey for 5000 lines");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 5000);
+    k.proxy.reset_counts();
+    let d = k.run(&["decrypt", "--ndjson"], Some(&o.stdout));
+    assert_eq!(code(&d), 0, "{}", stderr(&d));
+    let decrypted = k.proxy.decrypt.load(Ordering::SeqCst);
+    assert!(decrypted <= 6, "{decrypted} Decrypt for 5000 lines");
+    assert_eq!(d.stdout, text.as_bytes());
+}

@@ -133,6 +133,7 @@ Examples:
   oneseal encrypt request.json --kms-key-id alias/whatsapp --encryption-context tenant=acme
   oneseal encrypt request.json --suite cbc --field customData.note
   oneseal encrypt < request.json > request.enc.json
+  oneseal encrypt batch.ndjson -o batch.enc.ndjson     # one payload per line, both cores
 
 Each message gets `encryptionKey` (One API) or the document gets one (legacy). Inline media
 (`content` with a content type) is encrypted as bytes and `sha256Hash` is set to the SHA-256
@@ -144,6 +145,7 @@ Examples:
   oneseal decrypt request.enc.json -o request.json
   oneseal decrypt callback.json --keep-going      # leave undecryptable items as they are
   oneseal decrypt old-callback.json --suite cbc   # a deployment that uses the cbc format
+  oneseal decrypt callbacks.ndjson -o plain.ndjson --keep-going   # an archive, line by line
 
 Decrypt uses the configured suite (gcm unless --suite, ONESEAL_SUITE or `suite` in the config
 file says cbc): a gcm deployment never runs unauthenticated cbc on what it receives. --suite
@@ -226,8 +228,12 @@ pub struct EncryptArgs {
     pub api: Option<String>,
 
     /// Pretty-print the JSON output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ndjson")]
     pub pretty: bool,
+
+    /// One payload per line (automatic for *.ndjson and *.jsonl inputs).
+    #[arg(long)]
+    pub ndjson: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,8 +266,12 @@ pub struct DecryptArgs {
     pub api: Option<String>,
 
     /// Pretty-print the JSON output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ndjson")]
     pub pretty: bool,
+
+    /// One payload per line (automatic for *.ndjson and *.jsonl inputs).
+    #[arg(long)]
+    pub ndjson: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,13 +51,17 @@ pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         file,
     )?;
     let provider = c.keys.encrypt_provider()?;
-    let input = io::read_input(a.input.as_deref())?;
     let cache = Arc::new(KeyCache::new(provider, cache_cfg));
     let opts = EngineOptions {
         suite,
         api: c.api,
         ..EngineOptions::default()
     };
+    if a.ndjson || crate::ndjson::by_name(a.input.as_deref()) {
+        let engine = Engine::new(cache, c.policy, opts);
+        return crate::ndjson::run(engine, false, a.input.as_deref(), &c.output).await;
+    }
+    let input = io::read_input(a.input.as_deref())?;
     let out = Engine::new(cache, c.policy, opts)
         .encrypt_slice(&input, a.pretty)
         .await
@@ -78,7 +82,6 @@ pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         file,
     )?;
     let provider = c.keys.decrypt_provider()?;
-    let input = io::read_input(a.input.as_deref())?;
     let cache = Arc::new(KeyCache::new(provider, cache_cfg));
     let opts = EngineOptions {
         decrypt_suite,
@@ -86,6 +89,11 @@ pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         keep_going: a.keep_going,
         ..EngineOptions::default()
     };
+    if a.ndjson || crate::ndjson::by_name(a.input.as_deref()) {
+        let engine = Engine::new(cache, c.policy, opts);
+        return crate::ndjson::run(engine, true, a.input.as_deref(), &c.output).await;
+    }
+    let input = io::read_input(a.input.as_deref())?;
     let name = c.name;
     let (out, report) = Engine::new(cache, c.policy, opts)
         .decrypt_slice(&input, a.pretty)

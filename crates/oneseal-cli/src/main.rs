@@ -9,6 +9,7 @@ mod flows;
 mod gateway;
 mod io;
 mod media;
+mod ndjson;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -130,6 +130,15 @@ impl PendingFile {
     }
 }
 
+impl io::Write for PendingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.as_file_mut().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.as_file_mut().flush()
+    }
+}
+
 /// Syncs the directory holding `path`, so a rename into it is durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     #[cfg(unix)]

@@ -1,0 +1,286 @@
+//! NDJSON (`--ndjson`, or an input named `*.ndjson` / `*.jsonl`): one payload per line,
+//! output one line per input line, in input order. A reader thread cuts the input into chunks
+//! of lines; chunks are encrypted or decrypted as tasks on both cores (one engine, so one key
+//! cache for all lines) and written in order. Memory is a few chunks, whatever the file size.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use oneseal_core::{Engine, Error};
+use tokio::sync::mpsc;
+
+use crate::error::{code_for, CliError};
+use crate::io::{self, Output};
+
+/// Lines per chunk, and bytes per chunk: enough to keep both cores busy, little memory.
+const CHUNK_LINES: usize = 256;
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks being processed at once (ordered on output).
+const IN_FLIGHT: usize = 4;
+/// The longest line accepted (the platform's request limit is 30 MB).
+const MAX_LINE: usize = 64 << 20;
+
+/// Whether `input` asks for NDJSON by its name.
+pub fn by_name(input: Option<&Path>) -> bool {
+    input
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"))
+}
+
+/// A chunk of input lines: the number of its first line (1-based) and the lines.
+type Chunk = (usize, Vec<Vec<u8>>);
+
+/// What a chunk turned into.
+struct Done {
+    out: Vec<u8>,
+    /// With `--keep-going`: lines (numbers) left unchanged, and why.
+    failures: Vec<(usize, Error)>,
+    /// Items decrypted (for the "nothing was encrypted" note).
+    items: usize,
+}
+
+/// Reads `input` (a file, or stdin) in chunks of lines on a thread of its own.
+fn reader(input: Option<PathBuf>, tx: mpsc::Sender<Result<Chunk, CliError>>) {
+    let name = input.clone().unwrap_or_else(|| PathBuf::from("<stdin>"));
+    let src: Box<dyn Read> = match &input {
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                let _ = tx.blocking_send(Err(CliError::io("read", p, e)));
+                return;
+            }
+        },
+        None => Box::new(std::io::stdin()),
+    };
+    let mut r = BufReader::with_capacity(1 << 20, src);
+    let mut line_no = 1;
+    loop {
+        let first = line_no;
+        let (mut lines, mut bytes) = (Vec::new(), 0);
+        while lines.len() < CHUNK_LINES && bytes < CHUNK_BYTES {
+            let mut line = Vec::new();
+            match (&mut r)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) => break,
+                Ok(_) if line.len() > MAX_LINE => {
+                    let _ = tx.blocking_send(Err(CliError::input(format!(
+                        "{}: line {line_no} is longer than {} MiB",
+                        name.display(),
+                        MAX_LINE >> 20
+                    ))));
+                    return;
+                }
+                Ok(n) => {
+                    bytes += n;
+                    line_no += 1;
+                    lines.push(line);
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(CliError::io("read", &name, e)));
+                    return;
+                }
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        if tx.blocking_send(Ok((first, lines))).is_err() {
+            return; // the consumer stopped (an error)
+        }
+    }
+}
+
+/// Encrypts or decrypts one chunk. A failing line is fatal (its number and error) unless
+/// `keep_going` (decrypt), where it is left as it was and reported.
+async fn process(
+    engine: Engine,
+    decrypt: bool,
+    (first, lines): Chunk,
+) -> Result<Done, (usize, Error)> {
+    let mut done = Done {
+        out: Vec::with_capacity(lines.iter().map(Vec::len).sum::<usize>() * 2),
+        failures: Vec::new(),
+        items: 0,
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let no = first + i;
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        if body.iter().all(u8::is_ascii_whitespace) {
+            done.out.push(b'\n');
+            continue;
+        }
+        let res = if decrypt {
+            engine
+                .decrypt_slice(body, false)
+                .await
+                .map(|(out, report)| {
+                    done.items += report.items;
+                    done.failures
+                        .extend(report.failures.into_iter().map(|e| (no, e)));
+                    out
+                })
+        } else {
+            engine.encrypt_slice(body, false).await
+        };
+        match res {
+            Ok(out) => done.out.extend_from_slice(&out),
+            Err(e) if decrypt && engine.options().keep_going => {
+                done.out.extend_from_slice(body);
+                done.out.push(b'\n');
+                done.failures.push((no, e));
+            }
+            Err(e) => return Err((no, e)),
+        }
+    }
+    Ok(done)
+}
+
+/// Where the lines go.
+enum Sink {
+    Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>),
+    Direct(std::io::BufWriter<std::fs::File>),
+    Atomic(std::io::BufWriter<oneseal_core::atomic::PendingFile>),
+}
+
+impl Sink {
+    fn open(output: &Output) -> Result<Sink, CliError> {
+        Ok(match output {
+            Output::Stdout => Sink::Stdout(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout().lock(),
+            )),
+            Output::Direct(p) => Sink::Direct(std::io::BufWriter::with_capacity(
+                1 << 20,
+                io::open_direct(p)?,
+            )),
+            Output::Atomic(p) => Sink::Atomic(std::io::BufWriter::with_capacity(
+                1 << 20,
+                io::pending_beside(p)?,
+            )),
+        })
+    }
+
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.write_all(b),
+            Sink::Direct(w) => w.write_all(b),
+            Sink::Atomic(w) => w.write_all(b),
+        }
+    }
+
+    fn finish(self, output: &Output) -> Result<(), CliError> {
+        let err = |e| CliError::io("write", Path::new(&output.display()), e);
+        match self {
+            Sink::Stdout(mut w) => match w.flush() {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(err),
+            },
+            Sink::Direct(mut w) => w.flush().map_err(err),
+            Sink::Atomic(w) => {
+                let tmp = w.into_inner().map_err(|e| err(e.into_error()))?;
+                io::commit(tmp)
+            }
+        }
+    }
+}
+
+/// Runs NDJSON encrypt (`decrypt == false`) or decrypt over `input` into `output`.
+pub async fn run(
+    engine: Engine,
+    decrypt: bool,
+    input: Option<&Path>,
+    output: &Output,
+) -> Result<(), CliError> {
+    let input = input.filter(|p| !io::is_dash(p)).map(Path::to_path_buf);
+    let name = input
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<stdin>".into());
+    if input.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(CliError::usage(
+            "no input: give a file, or pipe NDJSON on stdin (see --help)",
+        ));
+    }
+    let mut sink = Sink::open(output)?;
+    let (tx, rx) = mpsc::channel::<Result<Chunk, CliError>>(IN_FLIGHT);
+    let input2 = input.clone();
+    let reading = std::thread::Builder::new()
+        .name("ndjson-reader".into())
+        .spawn(move || reader(input2, tx))
+        .map_err(|e| CliError::usage(format!("cannot start the reader thread: {e}")))?;
+    let chunks =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let mut results = chunks
+        .map(|c| {
+            let engine = engine.clone();
+            async move {
+                match c {
+                    Ok(chunk) => tokio::spawn(process(engine, decrypt, chunk))
+                        .await
+                        .map_err(|_| CliError::usage("a worker task failed"))
+                        .map(|r| r.map_err(|(no, e)| line_error(no, e))),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .buffered(IN_FLIGHT)
+        .boxed();
+    let mut failures: Vec<(usize, Error)> = Vec::new();
+    let mut items = 0usize;
+    let mut outcome = Ok(());
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(Ok(done)) => {
+                items += done.items;
+                failures.extend(done.failures);
+                if let Err(e) = sink.write(&done.out) {
+                    outcome = Err(CliError::io("write", Path::new(&output.display()), e));
+                    break;
+                }
+            }
+            Ok(Err(e)) | Err(e) => {
+                outcome = Err(e.in_file(input.as_deref()));
+                break;
+            }
+        }
+    }
+    // Stops the reader (its channel closes) before any error is returned.
+    drop(results);
+    let _ = reading.join();
+    outcome?;
+    sink.finish(output)?;
+    if let Some(worst) = failures.iter().map(|(_, e)| code_for(e.class())).max() {
+        for (no, e) in &failures {
+            eprintln!(
+                "{}",
+                CliError::new(code_for(e.class()), format!("line {no}: {e}"))
+                    .in_file(input.as_deref())
+            );
+        }
+        return Err(CliError::new(
+            worst,
+            format!(
+                "{} failure(s) on {} line(s) left as they were (--keep-going); the rest were written",
+                failures.len(),
+                {
+                    let mut ls: Vec<usize> = failures.iter().map(|(n, _)| *n).collect();
+                    ls.dedup();
+                    ls.len()
+                }
+            ),
+        ));
+    }
+    if decrypt && items == 0 {
+        eprintln!("oneseal: note: nothing in {name} was encrypted (no item carries an encryptionKey); it was passed through unchanged");
+    }
+    Ok(())
+}
+
+fn line_error(no: usize, e: Error) -> CliError {
+    CliError::new(code_for(e.class()), format!("line {no}: {e}"))
+}
