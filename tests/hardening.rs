@@ -196,8 +196,8 @@ fn cbc_media_file_was_released_without_a_hash() {
     let key = params["encryptionKey"].as_str().unwrap();
     let sha = params["sha256FileHash"].as_str().unwrap();
     let out = lab.path("back.bin");
-    let o = lab.run(
-        &[
+    let decrypt = |extra: &[&str]| {
+        let mut args = vec![
             "media",
             "decrypt",
             &enc,
@@ -205,64 +205,23 @@ fn cbc_media_file_was_released_without_a_hash() {
             &out,
             "--encryption-key",
             key,
-            "--suite",
-            "cbc",
-        ],
-        None,
-    );
+        ];
+        args.extend_from_slice(extra);
+        lab.run(&args, None)
+    };
+    let o = decrypt(&["--suite", "cbc"]);
     assert_fails(&o, 2, "--sha256");
     assert!(!Path::new(&out).exists());
-    let o = lab.run(
-        &[
-            "media",
-            "decrypt",
-            &enc,
-            "-o",
-            &out,
-            "--encryption-key",
-            key,
-            "--suite",
-            "cbc",
-            "--sha256",
-            sha,
-        ],
-        None,
-    );
+    let o = decrypt(&["--suite", "cbc", "--sha256", sha]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(std::fs::read(&out).unwrap(), vec![5u8; 5000]);
     // Default (gcm) on a cbc file: refused, naming the suite tried.
     std::fs::remove_file(&out).unwrap();
-    let o = lab.run(
-        &[
-            "media",
-            "decrypt",
-            &enc,
-            "-o",
-            &out,
-            "--encryption-key",
-            key,
-            "--sha256",
-            sha,
-        ],
-        None,
-    );
+    let o = decrypt(&["--sha256", sha]);
     assert_fails(&o, 4, "suite gcm");
     assert!(!Path::new(&out).exists());
     // A bad --sha256 is a usage error.
-    let o = lab.run(
-        &[
-            "media",
-            "decrypt",
-            &enc,
-            "-o",
-            &out,
-            "--encryption-key",
-            key,
-            "--sha256",
-            "xyz",
-        ],
-        None,
-    );
+    let o = decrypt(&["--sha256", "xyz"]);
     assert_fails(&o, 2, "--sha256");
 }
 

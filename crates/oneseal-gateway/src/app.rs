@@ -321,18 +321,7 @@ fn upstream_broke() -> ApiError {
 }
 
 pub(crate) fn key_error(e: &oneseal_core::KeyError) -> ApiError {
-    match e.class() {
-        ErrorClass::KeyService => ApiError::unavailable(
-            "key_service_unavailable",
-            format!("{e}; nothing was sent to the platform"),
-            5,
-        ),
-        _ => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "key_provider_failed",
-            format!("{e}; nothing was sent to the platform"),
-        ),
-    }
+    ApiError::not_sent(e.class(), e, "key_provider_failed")
 }
 
 pub(crate) fn spool_error(e: &io::Error) -> ApiError {

@@ -42,24 +42,24 @@ impl ApiError {
 
     /// Maps a document-engine error: bad input 400 (naming the path), key service 503.
     pub fn from_engine(e: &oneseal_core::Error) -> Self {
-        let path = e.path().map(str::to_string);
         let mut a = match e.class() {
             ErrorClass::Input | ErrorClass::Config => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
             }
-            ErrorClass::KeyService => ApiError::unavailable(
-                "key_service_unavailable",
-                format!("{e}; nothing was sent to the platform"),
-                5,
-            ),
-            _ => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "encryption_failed",
-                format!("{e}; nothing was sent to the platform"),
-            ),
+            class => Self::not_sent(class, e, "encryption_failed"),
         };
-        a.path = path;
+        a.path = e.path().map(str::to_string);
         a
+    }
+
+    /// A failure before anything was sent: the key service's (503 + `Retry-After`), or
+    /// another (500 with `code`).
+    pub fn not_sent(class: ErrorClass, e: &dyn std::fmt::Display, code: &'static str) -> Self {
+        let message = format!("{e}; nothing was sent to the platform");
+        match class {
+            ErrorClass::KeyService => ApiError::unavailable("key_service_unavailable", message, 5),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, message),
+        }
     }
 }
 
