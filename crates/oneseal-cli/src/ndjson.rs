@@ -41,8 +41,32 @@ struct Done {
     items: usize,
 }
 
-/// Reads `input` (a file, or stdin) in chunks of lines on a thread of its own.
-fn reader(input: Option<PathBuf>, tx: mpsc::Sender<Result<Chunk, CliError>>) {
+/// Distinct `encryptionKey` values the reader passes on for prefetching (then it stops
+/// looking: the key cache holds 10 000).
+const PREFETCH_MAX: usize = 10_000;
+
+/// The `encryptionKey` string values in a raw line, found without parsing it.
+fn key_values(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    const NEEDLE: &[u8] = b"\"encryptionKey\":\"";
+    let mut rest = line;
+    std::iter::from_fn(move || {
+        let at = rest.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+        let v = &rest[at + NEEDLE.len()..];
+        let end = v.iter().position(|&b| b == b'"')?;
+        rest = &v[end..];
+        Some(&v[..end])
+    })
+}
+
+/// Reads `input` (a file, or stdin) in chunks of lines on a thread of its own. With
+/// `prefetch`, it also passes on each new `encryptionKey` it sees, so key unwraps run ahead
+/// of (and concurrently with) the lines that need them.
+fn reader(
+    input: Option<PathBuf>,
+    tx: mpsc::Sender<Result<Chunk, CliError>>,
+    prefetch: Option<mpsc::UnboundedSender<Vec<u8>>>,
+) {
+    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     let name = input.clone().unwrap_or_else(|| PathBuf::from("<stdin>"));
     let src: Box<dyn Read> = match &input {
         Some(p) => match std::fs::File::open(p) {
@@ -75,6 +99,14 @@ fn reader(input: Option<PathBuf>, tx: mpsc::Sender<Result<Chunk, CliError>>) {
                     return;
                 }
                 Ok(n) => {
+                    if let Some(p) = &prefetch {
+                        for v in key_values(&line) {
+                            if seen.len() < PREFETCH_MAX && !seen.contains(v) {
+                                seen.insert(v.to_vec());
+                                let _ = p.send(v.to_vec());
+                            }
+                        }
+                    }
                     bytes += n;
                     line_no += 1;
                     lines.push(line);
@@ -209,9 +241,34 @@ pub async fn run(
     let mut sink = Sink::open(output)?;
     let (tx, rx) = mpsc::channel::<Result<Chunk, CliError>>(IN_FLIGHT);
     let input2 = input.clone();
+    // Decrypt: unwrap the archive's keys ahead of the lines, 16 at a time. Failures are
+    // left to the line that needs the key (the cache remembers or forgets them as usual).
+    let prefetch = decrypt.then(|| {
+        let (ptx, prx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let cache = engine.cache().clone();
+        tokio::spawn(async move {
+            futures_util::stream::unfold(
+                prx,
+                |mut rx| async move { rx.recv().await.map(|v| (v, rx)) },
+            )
+            .for_each_concurrent(16, |v| {
+                let cache = cache.clone();
+                async move {
+                    let blob = std::str::from_utf8(&v)
+                        .ok()
+                        .and_then(|s| oneseal_core::b64::decode(s).ok());
+                    if let Some(blob) = blob.filter(|b| !b.is_empty()) {
+                        let _ = cache.opening_key(&blob).await;
+                    }
+                }
+            })
+            .await;
+        });
+        ptx
+    });
     let reading = std::thread::Builder::new()
         .name("ndjson-reader".into())
-        .spawn(move || reader(input2, tx))
+        .spawn(move || reader(input2, tx, prefetch))
         .map_err(|e| CliError::usage(format!("cannot start the reader thread: {e}")))?;
     let chunks =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
@@ -283,4 +340,17 @@ pub async fn run(
 
 fn line_error(no: usize, e: Error) -> CliError {
     CliError::new(code_for(e.class()), format!("line {no}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_are_found_without_parsing() {
+        let line = br#"{"event":{"moText":[{"encryptionKey":"AAA=","x":1},{"encryptionKey":null},{"encryptionKey":"BB+/"}]}}"#;
+        let v: Vec<&[u8]> = key_values(line).collect();
+        assert_eq!(v, vec![&b"AAA="[..], &b"BB+/"[..]]);
+        assert_eq!(key_values(b"{}").count(), 0);
+    }
 }
