@@ -47,6 +47,7 @@ struct Rig {
     ports: [u16; 3],
     extra_config: String,
     env: Vec<(String, String)>,
+    log_json: bool,
     platform: Option<Proc>,
     app: Option<Proc>,
     gateway: Option<Proc>,
@@ -107,6 +108,7 @@ impl Rig {
             ports: [free_port(), free_port(), free_port()],
             extra_config: extra_config.to_string(),
             env,
+            log_json: false,
             platform: None,
             app: None,
             gateway: None,
@@ -154,8 +156,13 @@ impl Rig {
     fn start_gateway(&mut self) {
         self.write_config();
         let log = std::fs::File::create(self.dir.path().join("gateway.log")).unwrap();
+        let args: &[&str] = if self.log_json {
+            &["gateway", "--log-format", "json"]
+        } else {
+            &["gateway"]
+        };
         let mut child = self
-            .gateway_cmd(&["gateway"])
+            .gateway_cmd(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -491,8 +498,16 @@ fn app_side_routes_send_only_ciphertext_and_return_the_platforms_answer() {
     ] {
         assert!(m.contains(needle), "{needle} missing from /metrics:\n{m}");
     }
-    // No plaintext, keys or Authorization in the logs.
+    // An access-log line per request (request id, path, status, latency); no plaintext,
+    // keys or Authorization in the logs.
     let log = r.log();
+    assert!(
+        log.lines().any(|l| l.contains("/v1/message")
+            && l.contains("status=202")
+            && l.contains("latency=")
+            && l.contains("id=")),
+        "{log}"
+    );
     for secret in ["app-key", CB_PASS, "February 2021", "Statement"] {
         assert!(!log.contains(secret), "{secret:?} in the gateway log");
     }
@@ -807,6 +822,7 @@ fn kms_down_on_a_cold_gateway_sends_nothing_and_413_costs_no_kms_call() {
 fn overload_is_shed_bodies_are_limited_and_bad_config_is_named() {
     let mut r =
         Rig::local("max_in_flight = 2\nmax_body_bytes = 4096\nupstream_timeout_seconds = 20\n");
+    r.log_json = true;
     r.start_app();
     r.start_gateway();
     r.platform_mode("hang");
@@ -835,6 +851,18 @@ fn overload_is_shed_bodies_are_limited_and_bad_config_is_named() {
     for h in slow {
         let _ = h.join();
     }
+    // --log-format json: every line is a JSON object; access lines carry the request id.
+    let log = r.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["span"]["id"].is_string() && v["fields"]["status"] == 503),
+        "{log}"
+    );
     // Body limit.
     let big = format!(
         "{{\"messages\":[{{\"channel\":\"whatsapp\",\"to\":\"1\",\"content\":\"{}\"}}]}}",

@@ -158,7 +158,7 @@ fn init_logging(verbose: u8, color: &str, json: bool) {
     // Only oneseal's own events: dependency logs (HTTP bodies, headers) are never shown.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "oneseal={default},oneseal_core={default},oneseal_kms={default},oneseal_gateway={default}"
+            "oneseal={default},oneseal_core={default},oneseal_kms={default},oneseal_gateway={default},tower_http={default}"
         ))
     });
     let fmt = tracing_subscriber::fmt()

@@ -226,15 +226,22 @@ fn stack(
         .layer(axum::middleware::from_fn(move |req, next| observe(listener, req, next)))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(move |req: &Request| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                // Method and path only: never headers (Authorization), never bodies.
-                tracing::info_span!("request", listener, id, method = %req.method(), path = %req.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(move |req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // Method and path only: never headers (Authorization), never bodies.
+                    tracing::info_span!("request", listener, id, method = %req.method(), path = %req.uri().path())
+                })
+                // One access-log line per request: status and latency, in the request's span.
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
