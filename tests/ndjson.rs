@@ -104,16 +104,19 @@ fn a_bad_line_is_named_and_nothing_is_written() {
     let input = dir.path().join("in.ndjson");
     std::fs::write(&input, all.join("\n") + "\n").unwrap();
     let out = dir.path().join("out.ndjson");
-    let o = oneseal(
-        &[
-            "encrypt",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        None,
-        &env,
-    );
+    let encrypt = || {
+        oneseal(
+            &[
+                "encrypt",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            None,
+            &env,
+        )
+    };
+    let o = encrypt();
     assert_fails(&o, 3, "line 500: messages[0].content");
     assert!(!out.exists());
     assert_eq!(
@@ -125,16 +128,7 @@ fn a_bad_line_is_named_and_nothing_is_written() {
     all[499] = lines(2).lines().nth(1).unwrap().to_string();
     all[6] = "{not json".into();
     std::fs::write(&input, all.join("\n") + "\n").unwrap();
-    let o = oneseal(
-        &[
-            "encrypt",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        None,
-        &env,
-    );
+    let o = encrypt();
     assert_fails(&o, 3, "line 7: input is not valid JSON");
     assert!(!out.exists());
 }

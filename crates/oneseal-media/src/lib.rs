@@ -571,7 +571,6 @@ fn attempts(suite: DecryptSuite, len: u64, expected: Option<[u8; 32]>) -> &'stat
 fn decrypt_verified<F, O>(
     key: &SecretKey,
     suite: DecryptSuite,
-    src: &mut File,
     input: &Path,
     expected: Option<[u8; 32]>,
     progress: &(dyn Fn(u64) + Sync),
@@ -581,6 +580,7 @@ where
     F: FnMut() -> Result<O, MediaError>,
     O: Borrow<File>,
 {
+    let mut src = File::open(input).map_err(io_err("open", input))?;
     let total = src.metadata().map_err(io_err("read", input))?.len();
     let crypto = |source| MediaError::Crypto {
         path: input.to_path_buf(),
@@ -595,7 +595,7 @@ where
             decrypt_stream(
                 key,
                 s,
-                io::BufReader::with_capacity(CHUNK, &mut *src),
+                io::BufReader::with_capacity(CHUNK, &mut src),
                 total,
                 w,
                 progress,
@@ -655,16 +655,9 @@ pub fn decrypt_file(
     expected_sha256: Option<[u8; 32]>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<DecryptOutcome, MediaError> {
-    let mut src = File::open(input).map_err(io_err("open", input))?;
-    let (out, outcome) = decrypt_verified(
-        key,
-        suite,
-        &mut src,
-        input,
-        expected_sha256,
-        progress,
-        || temp_beside(output).map(Beside),
-    )?;
+    let (out, outcome) = decrypt_verified(key, suite, input, expected_sha256, progress, || {
+        temp_beside(output).map(Beside)
+    })?;
     out.0.commit().map_err(io_err("write", output))?;
     Ok(outcome)
 }
@@ -679,19 +672,11 @@ pub fn decrypt_file_verified(
     expected_sha256: Option<[u8; 32]>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(File, DecryptOutcome), MediaError> {
-    let mut src = File::open(input).map_err(io_err("open", input))?;
-    let (mut out, outcome) = decrypt_verified(
-        key,
-        suite,
-        &mut src,
-        input,
-        expected_sha256,
-        progress,
-        || {
+    let (mut out, outcome) =
+        decrypt_verified(key, suite, input, expected_sha256, progress, || {
             tempfile::tempfile_in(scratch_dir)
                 .map_err(io_err("create a temporary file in", scratch_dir))
-        },
-    )?;
+        })?;
     out.seek(SeekFrom::Start(0))
         .map_err(io_err("read", scratch_dir))?;
     Ok((out, outcome))
