@@ -12,32 +12,13 @@ use std::time::{Duration, Instant};
 
 use oneseal::core::{b64, without_bookkeeping};
 use serde_json::{json, Value};
-use support::http::{self, eventually, free_port, get, post_json, wait_port, Proc};
+use support::http::{self, eventually, free_port, get, post_json, python_server, wait_port, Proc};
 use support::moto::{aws_env, create_key, moto, Faults, Proxy};
 use support::*;
 
 const CB_USER: &str = "clickatell";
 const CB_PASS: &str = "s3cret-callback-pw";
 const APP_KEY: &str = "Bearer app-key";
-
-fn python_server(script: &str, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Proc {
-    let mut c = Command::new("python3");
-    c.arg(root().join("scripts").join(script))
-        .arg("--port")
-        .arg(port.to_string())
-        .args(extra)
-        .current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .spawn()
-        .expect("python3 (scripts/setup-test-env.sh installs it)");
-    wait_port(port, 30, &mut child);
-    Proc(child)
-}
 
 /// One gateway with its fake platform and fake app.
 struct Rig {

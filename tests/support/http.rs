@@ -172,3 +172,23 @@ pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) ->
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Starts `scripts/<script> --port <port> <extra…>` (a Python fake) and waits for its port.
+pub fn python_server(script: &str, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut c = std::process::Command::new("python3");
+    c.arg(super::root().join("scripts").join(script))
+        .arg("--port")
+        .arg(port.to_string())
+        .args(extra)
+        .current_dir(super::root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .spawn()
+        .expect("python3 (scripts/setup-test-env.sh installs it)");
+    wait_port(port, 30, &mut child);
+    Proc(child)
+}

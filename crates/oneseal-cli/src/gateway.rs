@@ -41,7 +41,7 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
     };
     if a.check_config {
         println!(
-            "configuration OK: app {}, public {}, admin {}, upstream {}, spool {}{}",
+            "configuration OK: app {}, public {}, admin {}, upstream {}, spool {}{}{}",
             cfg.app_listen,
             cfg.public_listen,
             cfg.admin_listen,
@@ -50,6 +50,20 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
             cfg.callbacks
                 .as_ref()
                 .map(|c| format!(", callbacks {} -> {}", c.path, c.forward_to))
+                .unwrap_or_default(),
+            cfg.flows
+                .as_ref()
+                .map(|f| format!(
+                    ", flows {} -> {} (RSA-{}{})",
+                    f.path,
+                    f.forward_to,
+                    f.key.bits(),
+                    if f.previous_key.is_some() {
+                        ", previous key accepted"
+                    } else {
+                        ""
+                    }
+                ))
                 .unwrap_or_default()
         );
         return Ok(());

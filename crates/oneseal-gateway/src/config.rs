@@ -4,8 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use oneseal_flows::BusinessKey;
 use serde::Deserialize;
 
 /// The `[gateway]` table exactly as written. Unknown keys are an error, so typos surface.
@@ -26,8 +28,22 @@ pub struct GatewayFile {
     pub callbacks: Option<CallbacksFile>,
     /// DESIGN §9; not available in this version (refused rather than ignored).
     pub clevertap: Option<toml::Value>,
-    /// DESIGN §10; not available in this version (refused rather than ignored).
-    pub flows: Option<toml::Value>,
+    /// DESIGN §10: the WhatsApp Flows endpoint.
+    pub flows: Option<FlowsFile>,
+}
+
+/// `[gateway.flows]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsFile {
+    pub path: Option<String>,
+    pub private_key: Option<PathBuf>,
+    pub passphrase_env: Option<String>,
+    pub previous_private_key: Option<PathBuf>,
+    pub previous_passphrase_env: Option<String>,
+    pub app_secret_env: Option<String>,
+    pub forward_to: Option<String>,
+    pub response_timeout_seconds: Option<u64>,
 }
 
 /// `[gateway.callbacks]` as written.
@@ -81,6 +97,147 @@ pub struct CallbacksConfig {
     pub max_retry: Duration,
 }
 
+/// The Flows endpoint's settings, keys loaded.
+#[derive(Debug, Clone)]
+pub struct FlowsConfig {
+    pub path: String,
+    /// The business key requests are encrypted to.
+    pub key: Arc<BusinessKey>,
+    /// The key being rotated out, still accepted.
+    pub previous_key: Option<Arc<BusinessKey>>,
+    /// Meta app secret for `X-Hub-Signature-256`; `None` = not checked.
+    pub app_secret: Option<Secret>,
+    /// The app's flow handler.
+    pub forward_to: http::Uri,
+    /// Everything (unwrap, the app's answer, sealing) must fit in this; Meta waits ~10 s.
+    pub response_timeout: Duration,
+}
+
+/// A secret string from the environment, redacted in `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads the secret named by `var` (the value of config key `key`).
+fn secret_env(
+    key: &str,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    env(var)
+        .filter(|p| !p.is_empty())
+        .map(|p| Secret(zeroize::Zeroizing::new(p)))
+        .ok_or_else(|| {
+            err(
+                key,
+                format!("the environment variable {var} is not set (or empty)"),
+            )
+        })
+}
+
+/// Loads a business key file; `pass_var` names the passphrase's environment variable.
+fn business_key(
+    key: &str,
+    path: &std::path::Path,
+    pass_key: &str,
+    pass_var: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<BusinessKey>, ConfigError> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
+    let pass = match pass_var {
+        Some(var) => Some(secret_env(pass_key, var, env)?),
+        None => None,
+    };
+    if pass.is_none() && pem.contains("ENCRYPTED") {
+        return Err(err(
+            pass_key,
+            format!(
+                "{} is encrypted: name the environment variable that holds its passphrase",
+                path.display()
+            ),
+        ));
+    }
+    BusinessKey::from_pem(&pem, pass.as_ref().map(|p| p.0.as_bytes()))
+        .map(Arc::new)
+        .map_err(|e| err(key, format!("{}: {e}", path.display())))
+}
+
+fn flows_config(
+    f: &FlowsFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FlowsConfig, ConfigError> {
+    let path = f.path.clone().unwrap_or_else(|| "/flows".into());
+    if !path.starts_with('/') {
+        return Err(err("gateway.flows.path", "must start with '/'"));
+    }
+    let forward_to = http_url(
+        "gateway.flows.forward_to",
+        f.forward_to.as_deref().ok_or_else(|| {
+            err(
+                "gateway.flows.forward_to",
+                "missing: the URL of the app's flow handler (plain JSON in, plain JSON out)",
+            )
+        })?,
+    )?;
+    let key_path = f.private_key.as_deref().ok_or_else(|| {
+        err(
+            "gateway.flows.private_key",
+            "missing: the business private key file (make one with `oneseal flows keygen`)",
+        )
+    })?;
+    let key = business_key(
+        "gateway.flows.private_key",
+        key_path,
+        "gateway.flows.passphrase_env",
+        f.passphrase_env.as_deref(),
+        env,
+    )?;
+    let previous_key = match &f.previous_private_key {
+        None => None,
+        Some(p) => {
+            // The old key usually shares the passphrase; it may have its own.
+            let (pass_key, var) = match &f.previous_passphrase_env {
+                Some(v) => ("gateway.flows.previous_passphrase_env", Some(v.as_str())),
+                None => ("gateway.flows.passphrase_env", f.passphrase_env.as_deref()),
+            };
+            Some(business_key(
+                "gateway.flows.previous_private_key",
+                p,
+                pass_key,
+                var,
+                env,
+            )?)
+        }
+    };
+    let app_secret = match &f.app_secret_env {
+        Some(var) => Some(secret_env("gateway.flows.app_secret_env", var, env)?),
+        None => None,
+    };
+    let response_timeout = match f.response_timeout_seconds.unwrap_or(9) {
+        s @ 1..=60 => Duration::from_secs(s),
+        _ => {
+            return Err(err(
+                "gateway.flows.response_timeout_seconds",
+                "must be 1 to 60 seconds (Meta waits about 10 s for an answer)",
+            ))
+        }
+    };
+    Ok(FlowsConfig {
+        path,
+        key,
+        previous_key,
+        app_secret,
+        forward_to,
+        response_timeout,
+    })
+}
+
 /// The validated gateway configuration.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -99,6 +256,7 @@ pub struct GatewayConfig {
     /// Largest JSON body accepted (messages and callbacks).
     pub max_body_bytes: usize,
     pub callbacks: Option<CallbacksConfig>,
+    pub flows: Option<FlowsConfig>,
 }
 
 /// The One API's upload limit: larger media is answered 413 before any key-service call.
@@ -134,12 +292,6 @@ impl GatewayConfig {
             return Err(err(
                 "gateway.clevertap",
                 "the CleverTap bridge is not available in this version of oneseal; remove the table",
-            ));
-        }
-        if file.flows.is_some() {
-            return Err(err(
-                "gateway.flows",
-                "the Flows endpoint is not available in this version of oneseal; remove the table",
             ));
         }
         let upstream = http_url(
@@ -270,6 +422,11 @@ impl GatewayConfig {
             )?,
             max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
             callbacks,
+            flows: file
+                .flows
+                .as_ref()
+                .map(|f| flows_config(f, env))
+                .transpose()?,
         })
     }
 }

@@ -3,8 +3,8 @@
 //! The HTTP gateway of DESIGN §8: an application in any language speaks the **plain** One API
 //! to the app side, and everything on the wire to and from the platform is client-side
 //! encrypted. Three listeners: **app** (message, legacy and media routes, the decrypting
-//! download route), **public** (the platform's callbacks, relayed through a durable spool),
-//! **admin** (`/livez`, `/readyz`, `/metrics`).
+//! download route), **public** (the platform's callbacks, relayed through a durable spool;
+//! the WhatsApp Flows endpoint), **admin** (`/livez`, `/readyz`, `/metrics`).
 //!
 //! Each listener is a stack of small tower layers around plain handlers: request ids,
 //! tracing, metrics, load shedding over one shared in-flight limit, a per-request deadline
@@ -32,6 +32,7 @@ mod callbacks;
 #[allow(missing_docs)]
 pub mod config;
 mod error;
+mod flows;
 mod spool;
 mod upstream;
 
@@ -123,6 +124,8 @@ pub(crate) struct Shared {
     spooled: tokio::sync::mpsc::UnboundedSender<String>,
     key_ok: Arc<AtomicBool>,
     metrics: PrometheusHandle,
+    /// The Flows endpoint (DESIGN §10), when configured.
+    flows: Option<flows::Flows>,
 }
 
 /// A provider wrapper that counts key-service calls by operation and outcome, and keeps
@@ -360,6 +363,14 @@ pub async fn run(
         None => upstream::Upstream::new(cfg.upstream.clone(), cfg.upstream_timeout),
     }
     .map_err(GatewayError::Client)?;
+    let flows = match &cfg.flows {
+        Some(f) => Some(flows::Flows {
+            cfg: f.clone(),
+            app: upstream::Upstream::for_url(&f.forward_to, f.response_timeout)
+                .map_err(GatewayError::Client)?,
+        }),
+        None => None,
+    };
     let (app_l, pub_l, adm_l) = (
         bind("app_listen", cfg.app_listen).await?,
         bind("public_listen", cfg.public_listen).await?,
@@ -375,6 +386,7 @@ pub async fn run(
         spooled,
         key_ok: key_ok.clone(),
         metrics,
+        flows,
     });
     // Warm the key cache (and learn whether the provider works) before traffic arrives.
     match g.engine.cache().sealing_key().await {
@@ -409,6 +421,9 @@ pub async fn run(
     let mut public_router = Router::new();
     if let Some(c) = &cfg.callbacks {
         public_router = public_router.route(&c.path, post(callbacks::receive));
+    }
+    if let Some(f) = &cfg.flows {
+        public_router = public_router.route(&f.path, post(flows::receive));
     }
     let public_router = public_router.with_state(g.clone());
     let admin_router = Router::new()
