@@ -8,7 +8,8 @@ independent implementation of the wire format). It listens on loopback only.
   POST /v1/message, /wa/messages  decrypts every policy leaf with the message's data key
                                   (KMS or local) and records the plaintext; answers 202
   POST /v1/media?...              decrypts the uploaded file with the query's encryptionKey,
-                                  checks sha256FileHash, records; answers {"fileId": ...}
+                                  checks sha256FileHash, records (with the fileId it answers);
+                                  answers {"fileId": ...}
   GET  /v1/media?fileId=F         serves a file stored with POST /_files
   POST /_files                    {"fileId", "contentType", "data": base64 of the stored bytes}
   POST /_seal                     {"plain": doc, "suite"} -> the doc encrypted as the platform
@@ -158,6 +159,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 RECORDS.append(rec)
                 fid = f"file-{len(RECORDS)}"
+                rec["fileId"] = fid
             return self.answer(200, {"fileId": fid, "error": None})
         self.answer(404, {"error": "not found"})
 

@@ -220,9 +220,22 @@ pub async fn media_download(
             )
         })?;
     let path = format!("/v1/media?{}", encode_pairs(&pairs));
+    download_verified(&g, &path, &headers, &blob, expected).await
+}
+
+/// Fetches `path` from the configured upstream (with the `Authorization` in `headers`),
+/// decrypts it with the data key `blob` and verifies tag and SHA-256 into a spool file,
+/// then streams the plaintext. Any mismatch → 502 and not one plaintext byte.
+pub(crate) async fn download_verified(
+    g: &Shared,
+    path: &str,
+    headers: &HeaderMap,
+    blob: &[u8],
+    expected: Option<[u8; 32]>,
+) -> Result<Response, ApiError> {
     let r = g
         .upstream
-        .send(Method::GET, &path, &headers, &[], &|| Ok(Body::empty()))
+        .send(Method::GET, path, headers, &[], &|| Ok(Body::empty()))
         .await?;
     if !r.status().is_success() {
         return Ok(pass_through(r));
@@ -258,7 +271,7 @@ pub async fn media_download(
     let key = g
         .engine
         .cache()
-        .opening_key(&blob)
+        .opening_key(blob)
         .await
         .map_err(|e| match e.class() {
             ErrorClass::KeyService => key_error(&e),

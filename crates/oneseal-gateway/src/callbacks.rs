@@ -19,14 +19,17 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::BasicAuth;
 use crate::error::ApiError;
 use crate::Shared;
 
 /// Callbacks delivered to the app at once.
 const PARALLEL: usize = 32;
 
-fn authorized(g: &Shared, headers: &HeaderMap) -> bool {
-    let Some(auth) = g.cfg.callbacks.as_ref().and_then(|c| c.auth.as_ref()) else {
+/// Whether `headers` carry the basic auth credentials `auth` (constant-time); `None` = no
+/// auth required.
+pub(crate) fn basic_auth_ok(auth: Option<&BasicAuth>, headers: &HeaderMap) -> bool {
+    let Some(auth) = auth else {
         return true;
     };
     let Some(given) = headers
@@ -52,7 +55,20 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !authorized(&g, &headers) {
+    let auth = g.cfg.callbacks.as_ref().and_then(|c| c.auth.clone());
+    accept(&g, auth.as_ref(), &headers, body, "").await
+}
+
+/// Checks basic auth, then writes the callback durably to the spool (tagged for its
+/// destination) before answering 200, and tells the relay.
+pub(crate) async fn accept(
+    g: &Shared,
+    auth: Option<&BasicAuth>,
+    headers: &HeaderMap,
+    body: Bytes,
+    tag: &'static str,
+) -> Result<Response, ApiError> {
+    if !basic_auth_ok(auth, headers) {
         let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -73,7 +89,7 @@ pub async fn receive(
         ));
     }
     let spool = g.spool.clone();
-    let name = tokio::task::spawn_blocking(move || spool.put(&body))
+    let name = tokio::task::spawn_blocking(move || spool.put_as(&body, tag))
         .await
         .map_err(|_| ApiError::unavailable("spool_unavailable", "spool task failed", 5))?
         .map_err(|e| crate::app::spool_error(&e))?;
@@ -89,7 +105,7 @@ pub async fn receive(
 
 /// What became of one delivery attempt.
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Delivered,
     /// The file is no longer in the spool (delivered meanwhile, or re-listed by a scan).
     Gone,
@@ -147,6 +163,9 @@ pub fn rewrite_download_urls(doc: &mut Value, app_url: &str) {
 }
 
 async fn deliver(g: &Shared, name: &str) -> Outcome {
+    if name.ends_with(&format!("{}.json", crate::clevertap::inbound::TAG)) {
+        return crate::clevertap::inbound::deliver(g, name).await;
+    }
     let Some(cb) = &g.cfg.callbacks else {
         return Outcome::Retry("no callbacks configured".into());
     };
@@ -208,9 +227,15 @@ pub async fn relay(
     mut spooled: mpsc::UnboundedReceiver<String>,
     stop: CancellationToken,
 ) {
-    let Some(cb) = g.cfg.callbacks.clone() else {
+    if g.cfg.callbacks.is_none() && g.cfg.clevertap.is_none() {
         return;
-    };
+    }
+    let max_retry = g
+        .cfg
+        .callbacks
+        .as_ref()
+        .map(|c| c.max_retry)
+        .unwrap_or(Duration::from_secs(300));
     let (done_tx, mut done_rx) = mpsc::channel::<(String, Outcome)>(PARALLEL * 2);
     let mut waiting: BTreeSet<String> = BTreeSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
@@ -219,7 +244,7 @@ pub async fn relay(
     loop {
         while let Ok((name, outcome)) = done_rx.try_recv() {
             in_flight.remove(&name);
-            settle(&g, &name, outcome, &mut retry, &mut waiting, cb.max_retry);
+            settle(&g, &name, outcome, &mut retry, &mut waiting, max_retry);
         }
         while let Ok(name) = spooled.try_recv() {
             waiting.insert(name);
@@ -270,7 +295,7 @@ pub async fn relay(
             r = done_rx.recv() => {
                 if let Some((name, outcome)) = r {
                     in_flight.remove(&name);
-                    settle(&g, &name, outcome, &mut retry, &mut waiting, cb.max_retry);
+                    settle(&g, &name, outcome, &mut retry, &mut waiting, max_retry);
                 }
             }
             _ = tokio::time::sleep(next_due) => {}

@@ -26,10 +26,31 @@ pub struct GatewayFile {
     pub request_timeout_seconds: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub callbacks: Option<CallbacksFile>,
-    /// DESIGN §9; not available in this version (refused rather than ignored).
-    pub clevertap: Option<toml::Value>,
+    /// DESIGN §9: the CleverTap bridge.
+    pub clevertap: Option<CleverTapFile>,
     /// DESIGN §10: the WhatsApp Flows endpoint.
     pub flows: Option<FlowsFile>,
+}
+
+/// `[gateway.clevertap]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleverTapFile {
+    pub path: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub one_api_key_env: Option<String>,
+    pub dlr_url: Option<String>,
+    pub imo_url: Option<String>,
+    pub waba_number: Option<String>,
+    pub media_hosts: Option<Vec<String>>,
+    pub media_link_secret_env: Option<String>,
+    pub media_link_ttl_seconds: Option<u64>,
+    pub validate_only_namespace: Option<String>,
+    pub callbacks_path: Option<String>,
+    pub callback_username: Option<String>,
+    pub callback_password_env: Option<String>,
+    pub media_fetch_timeout_seconds: Option<u64>,
 }
 
 /// `[gateway.flows]` as written.
@@ -95,6 +116,39 @@ pub struct CallbacksConfig {
     pub auth: Option<BasicAuth>,
     /// Cap of the retry backoff.
     pub max_retry: Duration,
+}
+
+/// The CleverTap bridge's settings, secrets read.
+#[derive(Debug, Clone)]
+pub struct CleverTapConfig {
+    /// Where CleverTap posts template and freeform payloads.
+    pub path: String,
+    /// CleverTap's basic auth to that endpoint.
+    pub auth: BasicAuth,
+    /// The One API key the bridge sends (and downloads media) with.
+    pub one_api_key: Secret,
+    /// CleverTap's delivery-report callback URL.
+    pub dlr_url: http::Uri,
+    /// CleverTap's incoming-message callback URL.
+    pub imo_url: http::Uri,
+    /// The business number, as CleverTap knows it (`wabaNumber` of incoming messages).
+    pub waba_number: String,
+    /// Hosts (`host` or `host:port`, lower case) whose `mediaURL`s may be fetched.
+    pub media_hosts: Vec<String>,
+    /// Signs the public media links of incoming media.
+    pub media_link_secret: Secret,
+    /// How long a media link works.
+    pub media_link_ttl: Duration,
+    /// Template namespace of CleverTap's validation payload: answered, never sent.
+    pub validate_only_namespace: String,
+    /// Where the platform posts the callbacks of the bridge's One API integration.
+    pub callbacks_path: String,
+    /// Basic auth the platform sends with those callbacks.
+    pub callback_auth: Option<BasicAuth>,
+    /// Deadline for fetching one `mediaURL`.
+    pub media_fetch_timeout: Duration,
+    /// `public_url`: how CleverTap reaches the public side (media links).
+    pub public_url: String,
 }
 
 /// The Flows endpoint's settings, keys loaded.
@@ -166,6 +220,176 @@ fn business_key(
     BusinessKey::from_pem(&pem, pass.as_ref().map(|p| p.0.as_bytes()))
         .map(Arc::new)
         .map_err(|e| err(key, format!("{}: {e}", path.display())))
+}
+
+fn basic_auth(
+    user_key: &str,
+    pass_key: &str,
+    user: Option<&String>,
+    var: Option<&String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<BasicAuth>, ConfigError> {
+    match (user, var) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(err(
+            pass_key,
+            "missing: name the environment variable that holds the password",
+        )),
+        (None, Some(_)) => Err(err(user_key, format!("missing ({pass_key} is set)"))),
+        (Some(u), Some(var)) => Ok(Some(BasicAuth {
+            username: u.clone(),
+            password: secret_env(pass_key, var, env)?.0,
+        })),
+    }
+}
+
+fn clevertap_config(
+    c: &CleverTapFile,
+    public_url: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CleverTapConfig, ConfigError> {
+    let k = |name: &str| format!("gateway.clevertap.{name}");
+    let need = |name: &str, v: &Option<String>, what: &str| {
+        v.clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| err(&k(name), format!("missing: {what}")))
+    };
+    let path_of = |name: &str, v: &Option<String>, default: &str| {
+        let p = v.clone().unwrap_or_else(|| default.to_string());
+        if p.starts_with('/') && p.len() > 1 {
+            Ok(p.trim_end_matches('/').to_string())
+        } else {
+            Err(err(
+                &k(name),
+                "must start with '/' (e.g. /clevertap/messages)",
+            ))
+        }
+    };
+    let path = path_of("path", &c.path, "/clevertap/messages")?;
+    let callbacks_path = path_of("callbacks_path", &c.callbacks_path, "/clevertap/callbacks")?;
+    if callbacks_path == path || callbacks_path.starts_with(&format!("{path}/media")) {
+        return Err(err(
+            &k("callbacks_path"),
+            "must differ from gateway.clevertap.path and its /media links",
+        ));
+    }
+    let auth = basic_auth(
+        &k("username"),
+        &k("password_env"),
+        c.username.as_ref(),
+        c.password_env.as_ref(),
+        env,
+    )?
+    .ok_or_else(|| {
+        err(
+            &k("username"),
+            "missing: CleverTap calls the bridge with basic auth; set username and password_env",
+        )
+    })?;
+    let one_api_key = secret_env(
+        &k("one_api_key_env"),
+        &need(
+            "one_api_key_env",
+            &c.one_api_key_env,
+            "name the environment variable that holds the One API key the bridge sends with",
+        )?,
+        env,
+    )?;
+    let dlr_url = http_url(
+        &k("dlr_url"),
+        &need(
+            "dlr_url",
+            &c.dlr_url,
+            "CleverTap's Delivery Report Callback URL (from its provider settings)",
+        )?,
+    )?;
+    let imo_url = http_url(
+        &k("imo_url"),
+        &need(
+            "imo_url",
+            &c.imo_url,
+            "CleverTap's Inbound Message Callback URL (from its provider settings)",
+        )?,
+    )?;
+    let waba_number = need(
+        "waba_number",
+        &c.waba_number,
+        "the WhatsApp business number entered in CleverTap",
+    )?;
+    let mut media_hosts = Vec::new();
+    for h in c.media_hosts.clone().unwrap_or_default() {
+        let h = h.trim().to_ascii_lowercase();
+        if h.is_empty() || h.contains('/') || h.contains('*') {
+            return Err(err(
+                &k("media_hosts"),
+                format!("{h:?}: give host names (or host:port), no scheme, path or wildcard"),
+            ));
+        }
+        media_hosts.push(h);
+    }
+    let media_link_secret = secret_env(
+        &k("media_link_secret_env"),
+        &need(
+            "media_link_secret_env",
+            &c.media_link_secret_env,
+            "name the environment variable holding a secret (32+ random bytes) that signs media links",
+        )?,
+        env,
+    )?;
+    if media_link_secret.0.len() < 16 {
+        return Err(err(
+            &k("media_link_secret_env"),
+            "the secret is shorter than 16 characters; use 32 or more random bytes",
+        ));
+    }
+    let public_url = public_url
+        .map(|u| u.trim_end_matches('/').to_string())
+        .ok_or_else(|| {
+            err(
+                "gateway.public_url",
+                "missing: the CleverTap bridge links incoming media on the public side; set how CleverTap reaches it (https://wa.example.com)",
+            )
+        })?;
+    http_url("gateway.public_url", &public_url)?;
+    let secs = |name: &str, v: Option<u64>, default: u64, max: u64| match v.unwrap_or(default) {
+        s if s >= 1 && s <= max => Ok(Duration::from_secs(s)),
+        _ => Err(err(&k(name), format!("must be 1 to {max} seconds"))),
+    };
+    Ok(CleverTapConfig {
+        path,
+        auth,
+        one_api_key,
+        dlr_url,
+        imo_url,
+        waba_number: waba_number.trim().trim_start_matches('+').to_string(),
+        media_hosts,
+        media_link_secret,
+        media_link_ttl: secs(
+            "media_link_ttl_seconds",
+            c.media_link_ttl_seconds,
+            86_400,
+            30 * 86_400,
+        )?,
+        validate_only_namespace: c
+            .validate_only_namespace
+            .clone()
+            .unwrap_or_else(|| "whatsapp:hsm:technology:generic:verify".into()),
+        callbacks_path,
+        callback_auth: basic_auth(
+            &k("callback_username"),
+            &k("callback_password_env"),
+            c.callback_username.as_ref(),
+            c.callback_password_env.as_ref(),
+            env,
+        )?,
+        media_fetch_timeout: secs(
+            "media_fetch_timeout_seconds",
+            c.media_fetch_timeout_seconds,
+            10,
+            300,
+        )?,
+        public_url,
+    })
 }
 
 fn flows_config(
@@ -257,6 +481,7 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     pub callbacks: Option<CallbacksConfig>,
     pub flows: Option<FlowsConfig>,
+    pub clevertap: Option<CleverTapConfig>,
 }
 
 /// The One API's upload limit: larger media is answered 413 before any key-service call.
@@ -288,12 +513,6 @@ impl GatewayConfig {
         file: &GatewayFile,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<GatewayConfig, ConfigError> {
-        if file.clevertap.is_some() {
-            return Err(err(
-                "gateway.clevertap",
-                "the CleverTap bridge is not available in this version of oneseal; remove the table",
-            ));
-        }
         let upstream = http_url(
             "gateway.upstream",
             file.upstream
@@ -422,6 +641,11 @@ impl GatewayConfig {
             )?,
             max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
             callbacks,
+            clevertap: file
+                .clevertap
+                .as_ref()
+                .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
+                .transpose()?,
             flows: file
                 .flows
                 .as_ref()
@@ -455,6 +679,9 @@ mod tests {
         let c = parse("[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"PW\"").unwrap();
         let dbg = format!("{:?}", c.callbacks.unwrap().auth);
         assert!(!dbg.contains("secret"), "{dbg}");
-        assert_eq!(parse("[clevertap]\n").unwrap_err().key, "gateway.clevertap");
+        assert_eq!(
+            parse("[clevertap]\n").unwrap_err().key,
+            "gateway.clevertap.username"
+        );
     }
 }

@@ -29,6 +29,7 @@
 
 mod app;
 mod callbacks;
+mod clevertap;
 #[allow(missing_docs)]
 pub mod config;
 mod error;
@@ -126,6 +127,8 @@ pub(crate) struct Shared {
     metrics: PrometheusHandle,
     /// The Flows endpoint (DESIGN §10), when configured.
     flows: Option<flows::Flows>,
+    /// The CleverTap bridge (DESIGN §9), when configured.
+    clevertap: Option<clevertap::Bridge>,
 }
 
 /// A provider wrapper that counts key-service calls by operation and outcome, and keeps
@@ -185,13 +188,27 @@ async fn observe(listener: &'static str, req: Request, next: Next) -> Response {
     res
 }
 
+/// The in-flight limit, and the CleverTap route (whose callers expect 429 in their format).
+#[derive(Clone)]
+struct Slots {
+    sem: Arc<Semaphore>,
+    clevertap_path: Option<String>,
+}
+
 /// Sheds a request at once when `max_in_flight` are already being served (one limit shared
 /// by the app and public listeners), instead of queueing it.
-async fn shed(State(slots): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
-    match slots.try_acquire() {
+async fn shed(State(slots): State<Slots>, req: Request, next: Next) -> Response {
+    match slots.sem.try_acquire() {
         Ok(_permit) => next.run(req).await,
         Err(_) => {
             metrics::counter!("oneseal_gateway_shed_total").increment(1);
+            if slots.clevertap_path.as_deref() == Some(req.uri().path()) {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(serde_json::json!({"message": "Too many requests to process"})),
+                )
+                    .into_response();
+            }
             ApiError::unavailable(
                 "overloaded",
                 "the gateway is at its in-flight limit (max_in_flight); retry shortly",
@@ -203,12 +220,7 @@ async fn shed(State(slots): State<Arc<Semaphore>>, req: Request, next: Next) -> 
 }
 
 /// Puts the common layers around a listener's routes.
-fn stack(
-    router: Router,
-    listener: &'static str,
-    slots: Arc<Semaphore>,
-    cfg: &GatewayConfig,
-) -> Router {
+fn stack(router: Router, listener: &'static str, slots: Slots, cfg: &GatewayConfig) -> Router {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::trace::TraceLayer;
     let timeout = cfg.request_timeout;
@@ -371,6 +383,13 @@ pub async fn run(
         }),
         None => None,
     };
+    let clevertap = match &cfg.clevertap {
+        Some(c) => Some(
+            clevertap::Bridge::new(c.clone(), cfg.upstream_timeout)
+                .map_err(GatewayError::Client)?,
+        ),
+        None => None,
+    };
     let (app_l, pub_l, adm_l) = (
         bind("app_listen", cfg.app_listen).await?,
         bind("public_listen", cfg.public_listen).await?,
@@ -387,6 +406,7 @@ pub async fn run(
         key_ok: key_ok.clone(),
         metrics,
         flows,
+        clevertap,
     });
     // Warm the key cache (and learn whether the provider works) before traffic arrives.
     match g.engine.cache().sealing_key().await {
@@ -409,7 +429,10 @@ pub async fn run(
             }
         });
     }
-    let slots = Arc::new(Semaphore::new(cfg.max_in_flight));
+    let slots = Slots {
+        sem: Arc::new(Semaphore::new(cfg.max_in_flight)),
+        clevertap_path: cfg.clevertap.as_ref().map(|c| c.path.clone()),
+    };
     let app_router = Router::new()
         .route("/v1/message", post(app::message))
         .route("/wa/messages", post(app::legacy_messages))
@@ -424,6 +447,15 @@ pub async fn run(
     }
     if let Some(f) = &cfg.flows {
         public_router = public_router.route(&f.path, post(flows::receive));
+    }
+    if let Some(c) = &cfg.clevertap {
+        public_router = public_router
+            .route(&c.path, post(clevertap::send))
+            .route(
+                &format!("{}/media/{{token}}", c.path),
+                get(clevertap::media_link),
+            )
+            .route(&c.callbacks_path, post(clevertap::inbound::receive));
     }
     let public_router = public_router.with_state(g.clone());
     let admin_router = Router::new()

@@ -63,12 +63,18 @@ impl Spool {
     /// Stores `body` durably and returns its name. Returns only once the file and the
     /// directory entry are on disk.
     pub fn put(&self, body: &[u8]) -> io::Result<String> {
+        self.put_as(body, "")
+    }
+
+    /// [`put`](Self::put) with a tag before `.json` (`.clevertap`): says where the relay
+    /// delivers it, and keeps the names in arrival order.
+    pub fn put_as(&self, body: &[u8], tag: &str) -> io::Result<String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros())
             .unwrap_or(0);
         let name = format!(
-            "{now:020}-{:08}-{}.json",
+            "{now:020}-{:08}-{}{tag}.json",
             SEQ.fetch_add(1, Ordering::Relaxed),
             std::process::id()
         );
