@@ -31,10 +31,16 @@ struct Rig {
     _platform: Proc,
     _clevertap: Proc,
     gateway: Option<Proc>,
+    extra: String,
 }
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with("")
+    }
+
+    /// `extra` goes into the `[gateway]` table.
+    fn with(extra: &str) -> Rig {
         let dir = tempdir();
         let key = dir.path().join("local.key");
         std::fs::write(&key, [0x42u8; 32]).unwrap();
@@ -54,6 +60,7 @@ impl Rig {
             _platform: platform,
             _clevertap: clevertap,
             gateway: None,
+            extra: extra.to_string(),
         };
         r.start_gateway();
         r
@@ -68,13 +75,14 @@ impl Rig {
         let c = self.ct_port;
         let cfg = format!(
             "[gateway]\napp_listen = \"127.0.0.1:{a}\"\npublic_listen = \"127.0.0.1:{p}\"\nadmin_listen = \"127.0.0.1:{m}\"\n\
-             upstream = \"http://127.0.0.1:{}\"\nspool_dir = \"{}\"\npublic_url = \"http://127.0.0.1:{p}/\"\n\
+             upstream = \"http://127.0.0.1:{}\"\nspool_dir = \"{}\"\npublic_url = \"http://127.0.0.1:{p}/\"\n{}\n\
              [gateway.clevertap]\nusername = \"{CT_USER}\"\npassword_env = \"CT_PASSWORD\"\none_api_key_env = \"CT_ONE_API_KEY\"\n\
              dlr_url = \"http://127.0.0.1:{c}/dlr\"\nimo_url = \"http://127.0.0.1:{c}/imo\"\nwaba_number = \"+27990000099\"\n\
              media_hosts = [\"127.0.0.1:{c}\"]\nmedia_link_secret_env = \"CT_LINK_SECRET\"\n\
              callback_username = \"{CB_USER}\"\ncallback_password_env = \"CB_PASSWORD\"\n",
             self.platform_port,
             self.dir.path().join("spool").display(),
+            self.extra,
         );
         let path = self.dir.path().join("oneseal.toml");
         std::fs::write(&path, cfg).unwrap();
@@ -677,5 +685,84 @@ fn platform_callbacks_reach_clevertap_decrypted_in_its_formats() {
         CT_PASS,
     ] {
         assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
+
+#[test]
+fn overload_is_answered_429_and_bad_config_is_named() {
+    let r = Rig::with("max_in_flight = 2\nupstream_timeout_seconds = 3");
+    post_json(
+        &format!("http://127.0.0.1:{}/_mode", r.platform_port),
+        &json!({"mode": "hang"}),
+    );
+    let text = fixture("freeform_text.json", &r.media_base())["payload"].clone();
+    let hung: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, p) = (r.public("/clevertap/messages"), text.clone());
+            std::thread::spawn(move || {
+                let basic = format!(
+                    "Basic {}",
+                    b64::encode(format!("{CT_USER}:{CT_PASS}").as_bytes())
+                );
+                http::request(
+                    "POST",
+                    &url,
+                    &[("Authorization", basic.as_str())],
+                    p.to_string().as_bytes(),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let (a, _) = r.send_as(&text, CT_USER, CT_PASS);
+    assert_eq!(a.status, 429);
+    assert_eq!(a.json(), json!({"message": "Too many requests to process"}));
+    for h in hung {
+        let a = h.join().unwrap();
+        assert_eq!(a.status, 200);
+        let body = a.json();
+        assert_eq!(body["status"], "failure", "{body}");
+        assert_eq!(body["error"]["code"], 2004, "{body}");
+    }
+
+    // Configuration errors name the key (one line, exit 2).
+    let cfg = std::fs::read_to_string(r.dir.path().join("oneseal.toml")).unwrap();
+    for (from, to, key) in [
+        (
+            "username = \"clevertap\"\n",
+            "",
+            "gateway.clevertap.username",
+        ),
+        (
+            "media_hosts = [",
+            "media_hosts = [\"https://cdn.example.com/x\", ",
+            "gateway.clevertap.media_hosts",
+        ),
+        ("public_url = ", "# public_url = ", "gateway.public_url"),
+        ("dlr_url = ", "# dlr_url = ", "gateway.clevertap.dlr_url"),
+        (
+            "one_api_key_env = \"CT_ONE_API_KEY\"",
+            "one_api_key_env = \"NOT_SET_ANYWHERE\"",
+            "NOT_SET_ANYWHERE",
+        ),
+    ] {
+        assert!(cfg.contains(from), "{from}");
+        let bad = r.dir.path().join("bad.toml");
+        std::fs::write(&bad, cfg.replacen(from, to, 1)).unwrap();
+        let o = Command::new(bin())
+            .args(["gateway", "--check-config", "--config"])
+            .arg(&bad)
+            .env("ONESEAL_LOCAL_KEY", r.key_path())
+            .env("CT_PASSWORD", CT_PASS)
+            .env("CB_PASSWORD", CB_PASS)
+            .env("CT_ONE_API_KEY", API_KEY)
+            .env("CT_LINK_SECRET", LINK_SECRET)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 2, "{key}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(key), "{key}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
     }
 }

@@ -96,8 +96,9 @@ Examples:
 
 The [gateway] table of the config file sets the listeners (app 127.0.0.1:8080, public
 127.0.0.1:8081, admin 127.0.0.1:9090), the upstream, the spool directory and the callback
-relay; [gateway.flows] turns on the WhatsApp Flows endpoint. See the README sections
-\"Gateway\" and \"WhatsApp Flows endpoint\". SIGTERM or Ctrl-C: stop accepting, finish
+relay; [gateway.clevertap] turns on the CleverTap bridge and [gateway.flows] the WhatsApp
+Flows endpoint. See the README sections \"Gateway\", \"CleverTap\" and \"WhatsApp Flows
+endpoint\". SIGTERM or Ctrl-C: stop accepting, finish
 in-flight work (at most 30 s), exit 0.";
 
 /// `oneseal gateway`.

@@ -41,7 +41,7 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
     };
     if a.check_config {
         println!(
-            "configuration OK: app {}, public {}, admin {}, upstream {}, spool {}{}{}",
+            "configuration OK: app {}, public {}, admin {}, upstream {}, spool {}{}{}{}",
             cfg.app_listen,
             cfg.public_listen,
             cfg.admin_listen,
@@ -50,6 +50,19 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
             cfg.callbacks
                 .as_ref()
                 .map(|c| format!(", callbacks {} -> {}", c.path, c.forward_to))
+                .unwrap_or_default(),
+            cfg.clevertap
+                .as_ref()
+                .map(|c| format!(
+                    ", clevertap {} (callbacks {}, media from {})",
+                    c.path,
+                    c.callbacks_path,
+                    if c.media_hosts.is_empty() {
+                        "no host".to_string()
+                    } else {
+                        c.media_hosts.join(", ")
+                    }
+                ))
                 .unwrap_or_default(),
             cfg.flows
                 .as_ref()
