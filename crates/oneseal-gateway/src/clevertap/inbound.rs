@@ -397,4 +397,58 @@ mod tests {
             ]
         );
     }
+
+    fn cfg() -> CleverTapConfig {
+        let file: crate::config::GatewayFile = toml::from_str(
+            "public_url = \"https://wa.example.com\"\n[clevertap]\nusername = \"u\"\npassword_env = \"S\"\none_api_key_env = \"S\"\n\
+             dlr_url = \"https://ct.example.com/d\"\nimo_url = \"https://ct.example.com/i\"\nwaba_number = \"+2799\"\n\
+             media_link_secret_env = \"S\"\n",
+        )
+        .unwrap();
+        crate::config::GatewayConfig::from_file(&file, &|_| {
+            Some("a-secret-of-32-characters-long!!".into())
+        })
+        .unwrap()
+        .clevertap
+        .unwrap()
+    }
+
+    #[test]
+    fn every_media_type_becomes_its_imo_kind_with_a_signed_link() {
+        let cfg = cfg();
+        let items: Vec<Value> = ["image/png", "video/mp4", "audio/ogg", "application/pdf"]
+            .iter()
+            .enumerate()
+            .map(|(i, ct)| {
+                json!({"from": "2782", "timestamp": 1764590400000i64, "relatedClientMessageId": null,
+                       "encryptionKey": "S0VZ", "caption": "cap",
+                       "files": [{"contentType": ct, "downloadUrl": format!("https://platform.clickatell.com/v1/media?fileId=F{i}"),
+                                  "sha256Hash": "ab"}]})
+            })
+            .collect();
+        let links = media_links(&cfg, &items).unwrap();
+        let mut event = Map::new();
+        event.insert("moMedia".into(), Value::Array(items));
+        event.insert("moContacts".into(), json!([{}]));
+        let out = incoming(&cfg, &event, &links);
+        let kinds: Vec<&str> = out.iter().map(|v| v["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["image", "video", "audio", "file"]);
+        assert!(out[2]["audio"].get("caption").is_none());
+        assert_eq!(out[3]["file"]["caption"], "cap");
+        assert_eq!(out[0]["wabaNumber"], "2799");
+        assert!(
+            out[0].get("context").is_none(),
+            "no context without a related msgId"
+        );
+        let url = out[1]["video"]["mediaURL"].as_str().unwrap();
+        let token = url
+            .strip_prefix("https://wa.example.com/clevertap/messages/media/")
+            .unwrap();
+        let link = super::super::media::open_link(&cfg, token).unwrap();
+        assert_eq!(link.u, "/v1/media?fileId=F1");
+        assert_eq!(link.k, "S0VZ");
+        // Without the item's key there is nothing to decrypt with: refused, not linked.
+        let bare = vec![json!({"files": [{"downloadUrl": "https://p/v1/media?fileId=X"}]})];
+        assert!(media_links(&cfg, &bare).is_err());
+    }
 }
