@@ -280,6 +280,14 @@ async fn forward(f: &Flows, flow: Zeroizing<Vec<u8>>) -> Result<Option<Vec<u8>>,
         })
         .await
         .map_err(|e| {
+            if e.status == StatusCode::GATEWAY_TIMEOUT {
+                return Failure::new(
+                    Outcome::Timeout,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "flow_handler_timeout",
+                    "the flow handler did not answer within flows.response_timeout_seconds",
+                );
+            }
             tracing::warn!(status = %e.status, "flow handler unreachable");
             failed("could not be reached")
         })?;
