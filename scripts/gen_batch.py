@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes a mixed One API request of N messages (text, templates with header/body/button
-parameters, locations, contacts, media captions) to stdout. Usage: gen_batch.py N"""
+parameters, locations, contacts, media captions) to stdout. Usage: gen_batch.py N [--compact]
+(written message by message: any N in little memory)"""
 import json, sys
 
 def message(i):
@@ -22,4 +23,12 @@ def message(i):
     return base
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-json.dump({"messages": [message(i) for i in range(n)]}, sys.stdout)
+# --compact: no spaces, as oneseal writes (so a round trip can be compared byte for byte).
+seps = (",", ":") if "--compact" in sys.argv else None
+out = sys.stdout
+out.write('{"messages": [' if seps is None else '{"messages":[')
+for i in range(n):
+    if i:
+        out.write(", " if seps is None else ",")
+    json.dump(message(i), out, separators=seps)
+out.write("]}")

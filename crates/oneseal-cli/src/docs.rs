@@ -1,14 +1,16 @@
 //! `oneseal encrypt`, `oneseal decrypt` and `oneseal key init`.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use oneseal_core::walker::Streamed;
 use oneseal_core::{Engine, EngineOptions, InitOutcome, KeyCache, LocalProvider};
 
 use crate::cli::{DecryptArgs, EncryptArgs};
 use crate::config::{self, ConfigFile};
 use crate::error::CliError;
-use crate::io::{self, Output};
+use crate::io::{self, Input, Output};
 
 /// What encrypt and decrypt both resolve before reading a byte of input: the policy, the
 /// payload family, the key settings and where the output goes.
@@ -61,13 +63,61 @@ pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         let engine = Engine::new(cache, c.policy, opts);
         return crate::ndjson::run(engine, false, a.input.as_deref(), &c.output).await;
     }
-    let input = io::read_input(a.input.as_deref())?;
-    let out = Engine::new(cache, c.policy, opts)
+    let engine = Engine::new(cache, c.policy, opts);
+    let in_file = |e: oneseal_core::Error| CliError::from(e).in_file(c.name.as_deref());
+    let input = match io::open_input(a.input.as_deref())? {
+        Input::Bytes(b) => b,
+        Input::File(f) => {
+            let streamed = streamed(f, &c.output, |rt, f, sink| {
+                engine.encrypt_file(rt, f, sink, a.pretty).map_err(in_file)
+            })?;
+            match streamed {
+                Ok(kind) => {
+                    tracing::info!(suite = %suite, kind = kind.name(), "encrypted (streamed)");
+                    return Ok(());
+                }
+                Err(bytes) => bytes,
+            }
+        }
+    };
+    let out = engine
         .encrypt_slice(&input, a.pretty)
         .await
-        .map_err(|e| CliError::from(e).in_file(c.name.as_deref()))?;
+        .map_err(in_file)?;
     tracing::info!(suite = %suite, bytes = out.len(), "encrypted");
     c.output.write(&out)
+}
+
+/// Runs a streamed pass (large documents: bounded memory) on this thread, which may block
+/// while the runtime serves its key-service calls. `Err(bytes)` hands the document back,
+/// read whole, when the engine prefers the tree path for it (nothing was written).
+fn streamed<T>(
+    mut file: std::fs::File,
+    output: &Output,
+    work: impl FnOnce(
+        &tokio::runtime::Handle,
+        &mut std::fs::File,
+        &mut io::Sink,
+    ) -> Result<Streamed<T>, CliError>,
+) -> Result<Result<T, Vec<u8>>, CliError> {
+    tokio::task::block_in_place(|| {
+        let rt = tokio::runtime::Handle::current();
+        let mut sink = io::Sink::open(output)?;
+        match work(&rt, &mut file, &mut sink)? {
+            Streamed::Done(t) => {
+                sink.finish(output)?;
+                Ok(Ok(t))
+            }
+            _ => {
+                drop(sink);
+                let mut bytes = Vec::new();
+                file.seek(SeekFrom::Start(0))
+                    .and_then(|_| file.read_to_end(&mut bytes))
+                    .map_err(|e| CliError::io("read", Path::new(&output.display()), e))?;
+                Ok(Err(bytes))
+            }
+        }
+    })
 }
 
 pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> {
@@ -93,14 +143,27 @@ pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         let engine = Engine::new(cache, c.policy, opts);
         return crate::ndjson::run(engine, true, a.input.as_deref(), &c.output).await;
     }
-    let input = io::read_input(a.input.as_deref())?;
     let name = c.name;
-    let (out, report) = Engine::new(cache, c.policy, opts)
-        .decrypt_slice(&input, a.pretty)
-        .await
-        .map_err(|e| CliError::from(e).in_file(name.as_deref()))?;
+    let engine = Engine::new(cache, c.policy, opts);
+    let in_file = |e: oneseal_core::Error| CliError::from(e).in_file(name.as_deref());
+    let input = match io::open_input(a.input.as_deref())? {
+        Input::Bytes(b) => Err(b),
+        Input::File(f) => streamed(f, &c.output, |rt, f, sink| {
+            engine.decrypt_file(rt, f, sink, a.pretty).map_err(in_file)
+        })?,
+    };
+    let report = match input {
+        Ok(report) => report,
+        Err(input) => {
+            let (out, report) = engine
+                .decrypt_slice(&input, a.pretty)
+                .await
+                .map_err(in_file)?;
+            c.output.write(&out)?;
+            report
+        }
+    };
     tracing::info!(items = report.items, skipped = report.skipped, "decrypted");
-    c.output.write(&out)?;
     if let Some(worst) = report
         .failures
         .iter()

@@ -210,6 +210,113 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
         .map_err(|e| CliError::io("write", Path::new("<stdout>"), e))
 }
 
+/// A streamed output: buffered, to stdout, into a special file, or into a pending temp file
+/// committed by [`Sink::finish`] (dropped unfinished, it leaves nothing).
+pub enum Sink {
+    Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>),
+    Direct(std::io::BufWriter<std::fs::File>),
+    Atomic(std::io::BufWriter<oneseal_core::atomic::PendingFile>),
+}
+
+impl Sink {
+    pub fn open(output: &Output) -> Result<Sink, CliError> {
+        Ok(match output {
+            Output::Stdout => Sink::Stdout(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout().lock(),
+            )),
+            Output::Direct(p) => {
+                Sink::Direct(std::io::BufWriter::with_capacity(1 << 20, open_direct(p)?))
+            }
+            Output::Atomic(p) => Sink::Atomic(std::io::BufWriter::with_capacity(
+                1 << 20,
+                pending_beside(p)?,
+            )),
+        })
+    }
+
+    pub fn finish(self, output: &Output) -> Result<(), CliError> {
+        let err = |e| CliError::io("write", Path::new(&output.display()), e);
+        match self {
+            Sink::Stdout(mut w) => match w.flush() {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(err),
+            },
+            Sink::Direct(mut w) => w.flush().map_err(err),
+            Sink::Atomic(w) => {
+                let tmp = w.into_inner().map_err(|e| err(e.into_error()))?;
+                commit(tmp)
+            }
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout(w) => w.write(b),
+            Sink::Direct(w) => w.write(b),
+            Sink::Atomic(w) => w.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.flush(),
+            Sink::Direct(w) => w.flush(),
+            Sink::Atomic(w) => w.flush(),
+        }
+    }
+}
+
+/// Documents larger than this are streamed from a file (bounded memory) instead of parsed
+/// whole: a parsed document takes about 18 times its size in memory.
+pub const STREAM_ABOVE: u64 = 2 * 1024 * 1024;
+
+/// A document to process: small ones in memory, large ones as a file to stream (stdin
+/// spooled into an anonymous temp file, which no interrupt can leave behind).
+pub enum Input {
+    Bytes(Vec<u8>),
+    File(std::fs::File),
+}
+
+/// Opens the input, deciding between memory and streaming by its size.
+pub fn open_input(input: Option<&Path>) -> Result<Input, CliError> {
+    match input {
+        Some(p) if !is_dash(p) => {
+            let f = std::fs::File::open(p).map_err(|e| CliError::io("read", p, e))?;
+            let meta = f.metadata().map_err(|e| CliError::io("read", p, e))?;
+            if meta.is_file() && meta.len() > STREAM_ABOVE {
+                return Ok(Input::File(f));
+            }
+            read_input(Some(p)).map(Input::Bytes)
+        }
+        _ => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(CliError::usage(
+                    "no input: give a file, or pipe JSON on stdin (see --help)",
+                ));
+            }
+            let name = Path::new("<stdin>");
+            let mut head = Vec::new();
+            let mut lock = stdin.lock();
+            (&mut lock)
+                .take(STREAM_ABOVE + 1)
+                .read_to_end(&mut head)
+                .map_err(|e| CliError::io("read", name, e))?;
+            if head.len() as u64 <= STREAM_ABOVE {
+                return Ok(Input::Bytes(head));
+            }
+            let mut f = tempfile::tempfile()
+                .map_err(|e| CliError::io("create a temporary file for", name, e))?;
+            f.write_all(&head)
+                .and_then(|_| std::io::copy(&mut lock, &mut f).map(|_| ()))
+                .map_err(|e| CliError::io("spool", name, e))?;
+            Ok(Input::File(f))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

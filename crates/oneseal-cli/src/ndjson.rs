@@ -11,7 +11,7 @@ use oneseal_core::{Engine, Error};
 use tokio::sync::mpsc;
 
 use crate::error::{code_for, CliError};
-use crate::io::{self, Output};
+use crate::io::{self, Output, Sink};
 
 /// Lines per chunk, and bytes per chunk: enough to keep both cores busy, little memory.
 const CHUNK_LINES: usize = 256;
@@ -172,55 +172,6 @@ async fn process(
     Ok(done)
 }
 
-/// Where the lines go.
-enum Sink {
-    Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>),
-    Direct(std::io::BufWriter<std::fs::File>),
-    Atomic(std::io::BufWriter<oneseal_core::atomic::PendingFile>),
-}
-
-impl Sink {
-    fn open(output: &Output) -> Result<Sink, CliError> {
-        Ok(match output {
-            Output::Stdout => Sink::Stdout(std::io::BufWriter::with_capacity(
-                1 << 20,
-                std::io::stdout().lock(),
-            )),
-            Output::Direct(p) => Sink::Direct(std::io::BufWriter::with_capacity(
-                1 << 20,
-                io::open_direct(p)?,
-            )),
-            Output::Atomic(p) => Sink::Atomic(std::io::BufWriter::with_capacity(
-                1 << 20,
-                io::pending_beside(p)?,
-            )),
-        })
-    }
-
-    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
-        match self {
-            Sink::Stdout(w) => w.write_all(b),
-            Sink::Direct(w) => w.write_all(b),
-            Sink::Atomic(w) => w.write_all(b),
-        }
-    }
-
-    fn finish(self, output: &Output) -> Result<(), CliError> {
-        let err = |e| CliError::io("write", Path::new(&output.display()), e);
-        match self {
-            Sink::Stdout(mut w) => match w.flush() {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                r => r.map_err(err),
-            },
-            Sink::Direct(mut w) => w.flush().map_err(err),
-            Sink::Atomic(w) => {
-                let tmp = w.into_inner().map_err(|e| err(e.into_error()))?;
-                io::commit(tmp)
-            }
-        }
-    }
-}
-
 /// Runs NDJSON encrypt (`decrypt == false`) or decrypt over `input` into `output`.
 pub async fn run(
     engine: Engine,
@@ -295,7 +246,7 @@ pub async fn run(
             Ok(Ok(done)) => {
                 items += done.items;
                 failures.extend(done.failures);
-                if let Err(e) = sink.write(&done.out) {
+                if let Err(e) = sink.write_all(&done.out) {
                     outcome = Err(CliError::io("write", Path::new(&output.display()), e));
                     break;
                 }

@@ -16,6 +16,9 @@ use crate::policy::{FieldPath, InlineMedia, KindPolicy, Policy, Segment};
 use crate::provider::KeyError;
 use crate::suite::{CryptoError, DecryptSuite, FieldCipher, NonceSource, Suite};
 
+mod bigdoc;
+pub use bigdoc::Streamed;
+
 /// The member that carries the wrapped data key.
 pub const ENCRYPTION_KEY: &str = "encryptionKey";
 
@@ -96,6 +99,41 @@ fn marker_name(k: &str) -> &'static str {
         .unwrap_or("?")
 }
 
+/// What payload detection looks at, gathered from a parsed document or while streaming
+/// one: detection is the same function either way.
+#[derive(Debug, Default)]
+pub(crate) struct Shape {
+    /// `messages`: absent, an array (the first messages with One API / legacy members), or
+    /// the type it has instead.
+    messages: Option<Result<Markers, &'static str>>,
+    /// A top-level `encryptionKey` member (any value).
+    top_key: bool,
+    /// `event`: absent, an object, or the type it has instead.
+    event: Option<Result<(), &'static str>>,
+    integration_id: bool,
+}
+
+/// The first messages carrying One API and legacy members.
+#[derive(Debug, Default)]
+pub(crate) struct Markers {
+    one: Option<(usize, Vec<&'static str>)>,
+    legacy: Option<(usize, Vec<&'static str>)>,
+}
+
+impl Markers {
+    /// Notes message `i` (called in document order).
+    fn note(&mut self, i: usize, m: &Value) {
+        if self.one.is_none() {
+            self.one =
+                first_with_markers(std::slice::from_ref(m), ONE_API_MARKERS).map(|(_, f)| (i, f));
+        }
+        if self.legacy.is_none() {
+            self.legacy =
+                first_with_markers(std::slice::from_ref(m), LEGACY_MARKERS).map(|(_, f)| (i, f));
+        }
+    }
+}
+
 /// Works out the payload kind of a parsed document. A forced `api` that the document
 /// contradicts is an error naming the markers: silently applying the other family's policy
 /// would leave its leaves in plaintext.
@@ -106,22 +144,39 @@ pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
             type_name(doc)
         )));
     };
-    if let Some(msgs) = top.get("messages") {
-        let Value::Array(msgs) = msgs else {
-            return Err(Error::WrongType {
-                path: "messages".into(),
-                expected: "an array",
-                found: type_name(msgs),
-            });
-        };
-        let one = first_with_markers(msgs, ONE_API_MARKERS);
+    let shape = Shape {
+        messages: top.get("messages").map(|m| match m {
+            Value::Array(msgs) => Ok(Markers {
+                one: first_with_markers(msgs, ONE_API_MARKERS),
+                legacy: first_with_markers(msgs, LEGACY_MARKERS),
+            }),
+            other => Err(type_name(other)),
+        }),
+        top_key: top.contains_key(ENCRYPTION_KEY),
+        event: top.get("event").map(|e| match e {
+            Value::Object(_) => Ok(()),
+            other => Err(type_name(other)),
+        }),
+        integration_id: top.contains_key("integrationId"),
+    };
+    detect_shape(&shape, api)
+}
+
+fn detect_shape(shape: &Shape, api: Api) -> Result<PayloadKind, Error> {
+    if let Some(msgs) = &shape.messages {
+        let markers = msgs.as_ref().map_err(|found| Error::WrongType {
+            path: "messages".into(),
+            expected: "an array",
+            found,
+        })?;
+        let one = &markers.one;
         return match api {
-            Api::One => match first_with_markers(msgs, LEGACY_MARKERS) {
+            Api::One => match &markers.legacy {
                 Some((i, found)) if one.is_none() => Err(Error::ApiMismatch(format!(
                     "--api one, but messages[{i}] has the legacy member(s) {} (One API nests them under \"media\"): drop --api, or use --api legacy",
                     found.join(", ")
                 ))),
-                _ if one.is_none() && top.contains_key(ENCRYPTION_KEY) => Err(Error::ApiMismatch(
+                _ if one.is_none() && shape.top_key => Err(Error::ApiMismatch(
                     "--api one, but the document has a top-level encryptionKey (a legacy request): drop --api, or use --api legacy".into(),
                 )),
                 _ => Ok(PayloadKind::OneRequest),
@@ -133,19 +188,19 @@ pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
                 ))),
                 None => Ok(PayloadKind::LegacyRequest),
             },
-            Api::Auto => Ok(if one.is_some() && !top.contains_key(ENCRYPTION_KEY) {
+            Api::Auto => Ok(if one.is_some() && !shape.top_key {
                 PayloadKind::OneRequest
             } else {
                 PayloadKind::LegacyRequest
             }),
         };
     }
-    if let Some(ev) = top.get("event") {
-        if !ev.is_object() {
+    if let Some(ev) = &shape.event {
+        if let Err(found) = ev {
             return Err(Error::WrongType {
                 path: "event".into(),
                 expected: "an object of event arrays",
-                found: type_name(ev),
+                found,
             });
         }
         if api == Api::Legacy {
@@ -155,7 +210,7 @@ pub fn detect(doc: &Value, api: Api) -> Result<PayloadKind, Error> {
         }
         return Ok(PayloadKind::OneCallback);
     }
-    if top.contains_key("integrationId") {
+    if shape.integration_id {
         if api == Api::One {
             return Err(Error::ApiMismatch(
                 "--api one, but this is a legacy callback (\"integrationId\" and no \"event\"): drop --api or use --api legacy".into(),
@@ -516,42 +571,36 @@ impl Engine {
     /// Results, failures included, go into `keys`: the loop reports failures with their paths
     /// and never asks the key service about the same blob twice.
     async fn prefetch_keys(&self, top: &Map<String, Value>, keys: &mut DocKeys) {
-        const MAX: usize = 64;
-        fn note<'a>(blobs: &mut Vec<&'a str>, v: Option<&'a Value>) {
-            if let Some(Value::String(s)) = v {
-                if blobs.len() < MAX && !s.trim().is_empty() && !blobs.contains(&s.as_str()) {
-                    blobs.push(s.as_str());
-                }
-            }
-        }
-        let mut blobs: Vec<&str> = Vec::new();
-        note(&mut blobs, top.get(ENCRYPTION_KEY));
+        let mut blobs = Blobs::default();
+        blobs.note(top.get(ENCRYPTION_KEY));
         if let Some(Value::Array(msgs)) = top.get("messages") {
-            msgs.iter()
-                .for_each(|m| note(&mut blobs, m.get(ENCRYPTION_KEY)));
+            msgs.iter().for_each(|m| blobs.note(m.get(ENCRYPTION_KEY)));
         }
         if let Some(Value::Object(ev)) = top.get("event") {
             for items in ev.values() {
                 if let Value::Array(items) = items {
-                    items
-                        .iter()
-                        .for_each(|m| note(&mut blobs, m.get(ENCRYPTION_KEY)));
+                    items.iter().for_each(|m| blobs.note(m.get(ENCRYPTION_KEY)));
                 }
             }
         }
+        self.prefetch_blobs(blobs, keys).await;
+    }
+
+    async fn prefetch_blobs(&self, blobs: Blobs, keys: &mut DocKeys) {
+        let mut blobs = blobs.0;
         if blobs.len() < 2 {
             return;
         }
         blobs.truncate(keys.max);
-        let decoded: Vec<(&str, Vec<u8>)> = blobs
-            .iter()
-            .filter_map(|b| b64::decode(b).ok().map(|d| (*b, d)))
+        let decoded: Vec<(String, Vec<u8>)> = blobs
+            .into_iter()
+            .filter_map(|b| b64::decode(&b).ok().map(|d| (b, d)))
             .collect();
         let results =
             futures_util::future::join_all(decoded.iter().map(|(_, b)| self.cache.opening_key(b)))
                 .await;
-        for ((b, _), r) in decoded.iter().zip(results) {
-            keys.map.insert((*b).to_string(), r);
+        for ((b, _), r) in decoded.into_iter().zip(results) {
+            keys.map.insert(b, r);
         }
     }
 
@@ -1165,6 +1214,22 @@ impl Engine {
 fn hash_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     // Hashes are public values; a plain comparison is fine, but keep it branch-free anyway.
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The first distinct `encryptionKey` values of a document, to unwrap ahead of the items.
+#[derive(Debug, Default)]
+struct Blobs(Vec<String>);
+
+impl Blobs {
+    const MAX: usize = 64;
+
+    fn note(&mut self, v: Option<&Value>) {
+        if let Some(Value::String(s)) = v {
+            if self.0.len() < Self::MAX && !s.trim().is_empty() && !self.0.iter().any(|b| b == s) {
+                self.0.push(s.clone());
+            }
+        }
+    }
 }
 
 /// The data keys one decrypt run has unwrapped (or failed to), by `encryptionKey` value.

@@ -1,0 +1,945 @@
+//! Documents of any size in bounded memory (DESIGN §6). Instead of parsing the whole
+//! document into one tree, the `messages` array (requests) or the `event` arrays (One API
+//! callbacks) are read element by element from a file: each message is parsed, encrypted or
+//! decrypted by the same per-item code as the tree path, serialized and written before the
+//! next is read. Memory is one message plus buffers, whatever the document's size.
+//!
+//! The file is read twice. The first pass sees what the tree path sees before touching
+//! anything: the payload kind (by the same detection), the checks of the dry encryption pass
+//! (so a bad document costs no key-service call), and for decryption the top-level key and
+//! the keys to unwrap ahead. The second pass does the work and writes. The output is the
+//! bytes the tree path writes: members in document order, compact or pretty, a newline at
+//! the end.
+//!
+//! Legacy callbacks (one flat item) are not streamed: [`Streamed::UseTree`] says so, as it
+//! does for the one layout that would need the results before the items (a legacy request's
+//! top-level `encryptionKey` ahead of its messages, decrypted with `keep_going`).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use tokio::runtime::Handle;
+
+use super::{
+    as_object_mut, detect_shape, item_key, message_path, push_index, refuse_existing_key,
+    set_member, sub_key_path, Blobs, DocKeys, Engine, KeyPlacement, Markers, PayloadKind, Report,
+    Shape, ENCRYPTION_KEY, MAX_DISTINCT_KEYS,
+};
+use crate::cache::SealingKey;
+use crate::error::{type_name, Error};
+use crate::suite::NonceSource;
+
+/// What a streamed run did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Streamed<T> {
+    /// Done; the output is written.
+    Done(T),
+    /// This document is better handled by the tree path (nothing was written).
+    UseTree,
+}
+
+/// One step of a streamed document, in document order.
+enum Ev<'a> {
+    /// A top-level member other than the streamed ones.
+    Member(&'a str, Value),
+    /// `messages` (or the current event array) is an array: its elements follow.
+    ArrayStart,
+    /// A message, or an item of the current event array.
+    Item(Value),
+    /// The end of `messages` or of an event array.
+    ArrayEnd,
+    /// `event` is an object: its arrays follow.
+    EventStart,
+    /// The member `event.<type>` starts.
+    EventType(&'a str),
+    /// The end of `event`.
+    EventEnd,
+    /// `messages`, `event` or the current `event.<type>` ([`EVENT_TYPE`]) holds this
+    /// instead of the container.
+    Wrong(&'static str, Value),
+}
+
+/// The key [`Ev::Wrong`] names the current event array with.
+const EVENT_TYPE: &str = "event.<type>";
+
+type Sink<'f> = dyn FnMut(Ev<'_>) -> Result<(), Error> + 'f;
+
+/// The serde side: visitors that hand each step to `f`. A failure of `f` is kept in `stop`
+/// and serde is told to stop with a placeholder error.
+struct Ctx<'s, 'f> {
+    f: &'s mut Sink<'f>,
+    stop: &'s mut Option<Error>,
+}
+
+impl<'f> Ctx<'_, 'f> {
+    fn emit<E: de::Error>(&mut self, ev: Ev<'_>) -> Result<(), E> {
+        (self.f)(ev).map_err(|e| {
+            *self.stop = Some(e);
+            E::custom("stopped")
+        })
+    }
+
+    fn sub(&mut self) -> Ctx<'_, 'f> {
+        Ctx {
+            f: &mut *self.f,
+            stop: &mut *self.stop,
+        }
+    }
+}
+
+struct Top<'s, 'f>(Ctx<'s, 'f>);
+
+impl<'de> Visitor<'de> for Top<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "messages" => map.next_value_seed(Container {
+                    ctx: self.0.sub(),
+                    key: "messages",
+                })?,
+                "event" => map.next_value_seed(Container {
+                    ctx: self.0.sub(),
+                    key: "event",
+                })?,
+                _ => {
+                    let v: Value = map.next_value()?;
+                    self.0.emit(Ev::Member(&key, v))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `messages` and each `event.<type>` (arrays: their elements one by one) or `event` (an
+/// object of arrays). Anything else is handed on whole as [`Ev::Wrong`].
+struct Container<'s, 'f> {
+    ctx: Ctx<'s, 'f>,
+    key: &'static str,
+}
+
+impl Container<'_, '_> {
+    fn wrong<E: de::Error>(mut self, v: Value) -> Result<(), E> {
+        let k = self.key;
+        self.ctx.emit(Ev::Wrong(k, v))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Container<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Container<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array or an object")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        if self.key == "event" {
+            let v: Value =
+                serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+            return self.wrong(v);
+        }
+        self.ctx.emit(Ev::ArrayStart)?;
+        while let Some(v) = seq.next_element::<Value>()? {
+            self.ctx.emit(Ev::Item(v))?;
+        }
+        self.ctx.emit(Ev::ArrayEnd)
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        if self.key != "event" {
+            // Also serde_json's private form of a number (arbitrary precision): going
+            // through Value gives the number back.
+            let v: Value =
+                serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            return self.wrong(v);
+        }
+        self.ctx.emit(Ev::EventStart)?;
+        while let Some(ty) = map.next_key::<String>()? {
+            self.ctx.emit(Ev::EventType(&ty))?;
+            map.next_value_seed(Container {
+                ctx: self.ctx.sub(),
+                key: EVENT_TYPE,
+            })?;
+        }
+        self.ctx.emit(Ev::EventEnd)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.wrong(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.wrong(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.wrong(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.wrong(Value::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.wrong(Value::String(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
+        self.wrong(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.wrong(Value::Null)
+    }
+}
+
+/// Reads the document in `file` from the start, handing each step to `f`.
+fn drive(file: &mut File, f: &mut Sink<'_>) -> Result<(), Error> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::Json(format!("cannot read the input again: {e}")))?;
+    let reader = BufReader::with_capacity(1 << 20, &*file);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut stop = None;
+    let r = de.deserialize_map(Top(Ctx { f, stop: &mut stop }));
+    if let Some(e) = stop {
+        return Err(e);
+    }
+    match r {
+        Err(e) if e.is_data() => Err(Error::UnknownPayload(format!(
+            "not a WhatsApp payload: {e}; expected an object with \"messages\" (request) or \"event\"/\"integrationId\" (callback)"
+        ))),
+        Err(e) => Err(Error::Json(e.to_string())),
+        Ok(()) => de.end().map_err(|e| Error::Json(e.to_string())),
+    }
+}
+
+/// Writes JSON exactly as serde_json's compact or pretty (2-space) writer would, one member
+/// or element at a time.
+struct Out<W: Write> {
+    w: W,
+    pretty: bool,
+    /// For each open container: whether it has a member yet.
+    open: Vec<bool>,
+}
+
+impl<W: Write> Out<W> {
+    fn io(e: std::io::Error) -> Error {
+        Error::Json(format!("cannot write the output: {e}"))
+    }
+
+    fn raw(&mut self, b: &[u8]) -> Result<(), Error> {
+        self.w.write_all(b).map_err(Self::io)
+    }
+
+    fn indent(&mut self, depth: usize) -> Result<(), Error> {
+        for _ in 0..depth {
+            self.raw(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, c: u8) -> Result<(), Error> {
+        self.open.push(false);
+        self.raw(&[c])
+    }
+
+    fn end(&mut self, c: u8) -> Result<(), Error> {
+        let had = self.open.pop().unwrap_or(false);
+        if self.pretty && had {
+            self.raw(b"\n")?;
+            self.indent(self.open.len())?;
+        }
+        self.raw(&[c])
+    }
+
+    /// Separator and indentation before the next member or element.
+    fn next(&mut self) -> Result<(), Error> {
+        let depth = self.open.len();
+        let first = match self.open.last_mut() {
+            Some(had) => !std::mem::replace(had, true),
+            None => true,
+        };
+        if !first {
+            self.raw(b",")?;
+        }
+        if self.pretty {
+            self.raw(b"\n")?;
+            self.indent(depth)?;
+        }
+        Ok(())
+    }
+
+    fn key(&mut self, k: &str) -> Result<(), Error> {
+        self.next()?;
+        serde_json::to_writer(&mut self.w, k).map_err(|e| Error::Json(e.to_string()))?;
+        self.raw(if self.pretty { b": " } else { b":" })
+    }
+
+    fn value(&mut self, v: &Value) -> Result<(), Error> {
+        if !self.pretty {
+            return serde_json::to_writer(&mut self.w, v).map_err(|e| Error::Json(e.to_string()));
+        }
+        // Strings never hold a raw newline (JSON escapes it), so indenting after each one
+        // nests the value's own pretty form at this depth.
+        let text = serde_json::to_vec_pretty(v).map_err(|e| Error::Json(e.to_string()))?;
+        let depth = self.open.len();
+        for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+            if i > 0 {
+                self.raw(b"\n")?;
+                self.indent(depth)?;
+            }
+            self.raw(line)?;
+        }
+        Ok(())
+    }
+
+    fn member(&mut self, k: &str, v: &Value) -> Result<(), Error> {
+        self.key(k)?;
+        self.value(v)
+    }
+
+    fn element(&mut self, v: &Value) -> Result<(), Error> {
+        self.next()?;
+        self.value(v)
+    }
+
+    fn finish(mut self) -> Result<(), Error> {
+        self.raw(b"\n")?;
+        self.w.flush().map_err(Self::io)
+    }
+}
+
+/// The first pass: what detection and the checks need.
+#[derive(Default)]
+struct Scan {
+    shape: Shape,
+    /// Messages seen.
+    messages: usize,
+    /// The top-level `encryptionKey` value, and whether it came before `messages`.
+    top_key: Option<Value>,
+    top_key_first: bool,
+    seen_messages: bool,
+    /// A message without its own key (decrypt: it would use the top-level one).
+    uses_top: bool,
+    blobs: Blobs,
+    /// The first failure of the dry encryption pass under each request policy, and under
+    /// the callback policy.
+    dry_one: Option<Error>,
+    dry_legacy: Option<Error>,
+    dry_callback: Option<Error>,
+}
+
+impl Engine {
+    fn is_plain_event(&self, ty: &str) -> bool {
+        self.policy.plain_events.iter().any(|p| p == ty)
+    }
+
+    fn scan(&self, file: &mut File, encrypt: bool) -> Result<Scan, Error> {
+        let mut s = Scan::default();
+        let mut markers = Markers::default();
+        let mut event_ty: Option<String> = None;
+        let mut index = 0usize;
+        let mut path = String::new();
+        let mut nonces = NonceSource::new();
+        drive(file, &mut |ev| {
+            match ev {
+                Ev::Member(k, v) => {
+                    if k == ENCRYPTION_KEY {
+                        s.shape.top_key = true;
+                        s.top_key_first = !s.seen_messages;
+                        s.blobs.note(Some(&v));
+                        s.top_key = Some(v);
+                    } else if k == "integrationId" {
+                        s.shape.integration_id = true;
+                    }
+                }
+                Ev::ArrayStart => {
+                    index = 0;
+                    if event_ty.is_none() {
+                        s.seen_messages = true;
+                    }
+                }
+                Ev::ArrayEnd => {}
+                Ev::EventStart => s.shape.event = Some(Ok(())),
+                Ev::EventType(t) => event_ty = Some(t.to_string()),
+                Ev::EventEnd => event_ty = None,
+                Ev::Wrong("messages", v) => s.shape.messages = Some(Err(type_name(&v))),
+                Ev::Wrong("event", v) => s.shape.event = Some(Err(type_name(&v))),
+                Ev::Wrong(_, v) => {
+                    let ty = event_ty.clone().unwrap_or_default();
+                    if encrypt && !self.is_plain_event(&ty) && s.dry_callback.is_none() {
+                        s.dry_callback = Some(Error::WrongType {
+                            path: format!("event.{ty}"),
+                            expected: "an array of items",
+                            found: type_name(&v),
+                        });
+                    }
+                }
+                Ev::Item(mut v) => {
+                    let i = index;
+                    index += 1;
+                    let in_messages = event_ty.is_none();
+                    if in_messages {
+                        s.messages += 1;
+                        markers.note(i, &v);
+                    }
+                    if !encrypt {
+                        if let Some(m) = v.as_object() {
+                            let own = m.get(ENCRYPTION_KEY);
+                            s.blobs.note(own);
+                            if in_messages && matches!(own, None | Some(Value::Null)) {
+                                s.uses_top = true;
+                            }
+                        }
+                        return Ok(());
+                    }
+                    if in_messages {
+                        for (slot, policy) in [
+                            (&mut s.dry_one, &self.policy.one_request),
+                            (&mut s.dry_legacy, &self.policy.legacy_request),
+                        ] {
+                            if slot.is_none() {
+                                message_path(&mut path, i);
+                                *slot = as_object_mut(&mut v, &path)
+                                    .and_then(|m| {
+                                        refuse_existing_key(m, &path)?;
+                                        self.seal_item(m, policy, None, &mut path, &mut nonces)
+                                    })
+                                    .err();
+                            }
+                        }
+                    } else if let Some(ty) = &event_ty {
+                        if s.dry_callback.is_none() && !self.is_plain_event(ty) {
+                            path.clear();
+                            path.push_str("event.");
+                            path.push_str(ty);
+                            push_index(&mut path, i);
+                            s.dry_callback = as_object_mut(&mut v, &path)
+                                .and_then(|m| {
+                                    refuse_existing_key(m, &path)?;
+                                    self.seal_item(
+                                        m,
+                                        &self.policy.one_callback,
+                                        None,
+                                        &mut path,
+                                        &mut nonces,
+                                    )
+                                })
+                                .err();
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if s.seen_messages && s.shape.messages.is_none() {
+            s.shape.messages = Some(Ok(markers));
+        }
+        Ok(s)
+    }
+}
+
+/// `Handle::block_on`, for the key-service calls of the (synchronous) streaming passes.
+fn wait<F: std::future::Future>(rt: &Handle, f: F) -> F::Output {
+    rt.block_on(f)
+}
+
+impl Engine {
+    /// Encrypts the document in `file` into `out` in bounded memory (see the module doc).
+    /// Runs on a thread that may block; `rt` serves the key-service calls.
+    pub fn encrypt_file(
+        &self,
+        rt: &Handle,
+        file: &mut File,
+        out: impl Write,
+        pretty: bool,
+    ) -> Result<Streamed<PayloadKind>, Error> {
+        let scan = self.scan(file, true)?;
+        let kind = detect_shape(&scan.shape, self.opts.api)?;
+        let dry = match kind {
+            PayloadKind::OneRequest => scan.dry_one,
+            PayloadKind::LegacyRequest => {
+                if matches!(&scan.top_key, Some(v) if !v.is_null()) {
+                    return Err(Error::AlreadyEncrypted {
+                        path: ENCRYPTION_KEY.into(),
+                    });
+                }
+                scan.dry_legacy
+            }
+            PayloadKind::OneCallback => scan.dry_callback,
+            _ => return Ok(Streamed::UseTree),
+        };
+        if let Some(e) = dry {
+            return Err(e);
+        }
+        let mut out = Out {
+            w: BufWriter::with_capacity(1 << 20, out),
+            pretty,
+            open: Vec::new(),
+        };
+        out.begin(b'{')?;
+        let mut path = String::new();
+        let mut nonces = NonceSource::new();
+        let mut index = 0usize;
+        let mut event_ty: Option<String> = None;
+        let mut legacy_key: Option<Arc<SealingKey>> = None;
+        let mut legacy_key_written = false;
+        let messages = scan.messages;
+        drive(file, &mut |ev| {
+            match ev {
+                Ev::Member(k, v) => {
+                    if kind == PayloadKind::LegacyRequest && k == ENCRYPTION_KEY {
+                        // A `null` placeholder: the key goes where it stands (as set_member
+                        // does), so it is needed now if any message will use it.
+                        if messages > 0 && legacy_key.is_none() {
+                            legacy_key = Some(self.stream_key(rt, "messages[0]")?);
+                        }
+                        legacy_key_written = true;
+                        let v = match &legacy_key {
+                            Some(key) => Value::String(key.blob_b64().to_string()),
+                            None => v,
+                        };
+                        return out.member(k, &v);
+                    }
+                    out.member(k, &v)
+                }
+                Ev::ArrayStart => {
+                    if event_ty.is_none() {
+                        out.key("messages")?;
+                    }
+                    index = 0;
+                    out.begin(b'[')
+                }
+                Ev::ArrayEnd => out.end(b']'),
+                Ev::EventStart => {
+                    out.key("event")?;
+                    out.begin(b'{')
+                }
+                Ev::EventType(t) => {
+                    event_ty = Some(t.to_string());
+                    out.key(t)
+                }
+                Ev::EventEnd => {
+                    event_ty = None;
+                    out.end(b'}')
+                }
+                // A plain event type may hold anything: passed through, as the tree path does.
+                Ev::Wrong(EVENT_TYPE, v) => out.value(&v),
+                Ev::Wrong(k, _) => Err(Error::UnknownPayload(format!(
+                    "{k} changed between the two reads of the input"
+                ))),
+                Ev::Item(mut v) => {
+                    let i = index;
+                    index += 1;
+                    match (&event_ty, kind) {
+                        (None, PayloadKind::OneRequest) => {
+                            message_path(&mut path, i);
+                            let m = as_object_mut(&mut v, &path)?;
+                            let key = self.stream_key(rt, &path)?;
+                            self.seal_item(
+                                m,
+                                &self.policy.one_request,
+                                Some(&key),
+                                &mut path,
+                                &mut nonces,
+                            )?;
+                            set_member(
+                                m,
+                                ENCRYPTION_KEY,
+                                Value::String(key.blob_b64().to_string()),
+                            );
+                        }
+                        (None, _) => {
+                            message_path(&mut path, i);
+                            let m = as_object_mut(&mut v, &path)?;
+                            if legacy_key.is_none() {
+                                legacy_key = Some(self.stream_key(rt, &path)?);
+                            }
+                            self.seal_item(
+                                m,
+                                &self.policy.legacy_request,
+                                legacy_key.as_deref(),
+                                &mut path,
+                                &mut nonces,
+                            )?;
+                        }
+                        (Some(ty), _) => {
+                            if !self.policy.plain_events.iter().any(|e| e == ty) {
+                                path.clear();
+                                path.push_str("event.");
+                                path.push_str(ty);
+                                push_index(&mut path, i);
+                                let m = as_object_mut(&mut v, &path)?;
+                                let key = self.stream_key(rt, &path)?;
+                                self.seal_item(
+                                    m,
+                                    &self.policy.one_callback,
+                                    Some(&key),
+                                    &mut path,
+                                    &mut nonces,
+                                )?;
+                                set_member(
+                                    m,
+                                    ENCRYPTION_KEY,
+                                    Value::String(key.blob_b64().to_string()),
+                                );
+                            }
+                        }
+                    }
+                    out.element(&v)
+                }
+            }
+        })?;
+        if let (Some(key), false) = (&legacy_key, legacy_key_written) {
+            out.member(ENCRYPTION_KEY, &Value::String(key.blob_b64().to_string()))?;
+        }
+        out.end(b'}')?;
+        out.finish()?;
+        Ok(Streamed::Done(kind))
+    }
+
+    fn stream_key(&self, rt: &Handle, path: &str) -> Result<Arc<SealingKey>, Error> {
+        wait(rt, self.sealing_key(path, false))?
+            .ok_or_else(|| Error::UnknownPayload("no key".into()))
+    }
+
+    /// Decrypts the document in `file` into `out` in bounded memory (see the module doc).
+    pub fn decrypt_file(
+        &self,
+        rt: &Handle,
+        file: &mut File,
+        out: impl Write,
+        pretty: bool,
+    ) -> Result<Streamed<Report>, Error> {
+        let scan = self.scan(file, false)?;
+        let kind = detect_shape(&scan.shape, self.opts.api)?;
+        let mut report = Report {
+            kind: Some(kind),
+            ..Report::default()
+        };
+        let request = matches!(kind, PayloadKind::OneRequest | PayloadKind::LegacyRequest);
+        if kind == PayloadKind::LegacyCallback
+            || (request && self.opts.keep_going && scan.top_key_first && scan.uses_top)
+        {
+            return Ok(Streamed::UseTree);
+        }
+        let top_key = match &scan.top_key {
+            Some(Value::String(s)) if request => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) if request => {
+                return Err(Error::WrongType {
+                    path: ENCRYPTION_KEY.into(),
+                    expected: "a base64 string",
+                    found: type_name(other),
+                })
+            }
+            Some(_) => None,
+        };
+        let mut keys = DocKeys {
+            map: Default::default(),
+            max: match self.opts.max_distinct_keys {
+                0 => MAX_DISTINCT_KEYS,
+                n => n,
+            },
+        };
+        wait(rt, self.prefetch_blobs(scan.blobs, &mut keys));
+        let policy = match kind {
+            PayloadKind::OneRequest => &self.policy.one_request,
+            PayloadKind::LegacyRequest => &self.policy.legacy_request,
+            _ => &self.policy.one_callback,
+        };
+        let mut out = Out {
+            w: BufWriter::with_capacity(1 << 20, out),
+            pretty,
+            open: Vec::new(),
+        };
+        out.begin(b'{')?;
+        let mut path = String::new();
+        let mut index = 0usize;
+        let mut event_ty: Option<String> = None;
+        let mut used_top = false;
+        // Written ahead of the messages only when they will use it (see the module doc).
+        let predicted_top_used = scan.uses_top && top_key.is_some();
+        drive(file, &mut |ev| match ev {
+            Ev::Member(k, v) => {
+                if request && k == ENCRYPTION_KEY && top_key.is_some() {
+                    let used = if scan.top_key_first {
+                        predicted_top_used
+                    } else {
+                        used_top
+                    };
+                    if used {
+                        return Ok(());
+                    }
+                }
+                out.member(k, &v)
+            }
+            Ev::ArrayStart => {
+                if event_ty.is_none() {
+                    out.key("messages")?;
+                }
+                index = 0;
+                out.begin(b'[')
+            }
+            Ev::ArrayEnd => out.end(b']'),
+            Ev::EventStart => {
+                out.key("event")?;
+                out.begin(b'{')
+            }
+            Ev::EventType(t) => {
+                event_ty = Some(t.to_string());
+                out.key(t)
+            }
+            Ev::EventEnd => {
+                event_ty = None;
+                out.end(b'}')
+            }
+            Ev::Wrong(k, v) => Err(match k {
+                EVENT_TYPE => Error::WrongType {
+                    path: format!("event.{}", event_ty.clone().unwrap_or_default()),
+                    expected: "an array of items",
+                    found: type_name(&v),
+                },
+                _ => {
+                    Error::UnknownPayload(format!("{k} changed between the two reads of the input"))
+                }
+            }),
+            Ev::Item(mut v) => {
+                let i = index;
+                index += 1;
+                match &event_ty {
+                    None => message_path(&mut path, i),
+                    Some(ty) => {
+                        path.clear();
+                        path.push_str("event.");
+                        path.push_str(ty);
+                        push_index(&mut path, i);
+                    }
+                }
+                let m = as_object_mut(&mut v, &path)?;
+                let own = item_key(m, &path)?;
+                let found = match (own, request) {
+                    (Some(k), _) => Some((k, false)),
+                    (None, true) => top_key.clone().map(|k| (k, true)),
+                    (None, false) => None,
+                };
+                let Some((blob, from_top)) = found else {
+                    report.skipped += 1;
+                    return out.element(&v);
+                };
+                let key_path = if from_top {
+                    ENCRYPTION_KEY.to_string()
+                } else {
+                    sub_key_path(&path)
+                };
+                let placement = if request {
+                    KeyPlacement::Remove
+                } else {
+                    KeyPlacement::Restore
+                };
+                let res = wait(
+                    rt,
+                    self.open_guarded(
+                        m, policy, &blob, &mut keys, &key_path, &mut path, !from_top, placement,
+                    ),
+                );
+                match res {
+                    Ok(()) => {
+                        report.items += 1;
+                        used_top |= from_top;
+                    }
+                    Err(e) if self.opts.keep_going => report.failures.push(e),
+                    Err(e) => return Err(e),
+                }
+                out.element(&v)
+            }
+        })?;
+        out.end(b'}')?;
+        out.finish()?;
+        Ok(Streamed::Done(report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::cache::{CacheConfig, KeyCache};
+    use crate::local::LocalProvider;
+    use crate::secret::SecretKey;
+    use crate::walker::{parse, EngineOptions};
+
+    fn engine(keep_going: bool) -> Engine {
+        let p = Arc::new(LocalProvider::from_key(
+            &SecretKey::from_bytes([9; 32]),
+            "t",
+        ));
+        Engine::new(
+            Arc::new(KeyCache::new(p, CacheConfig::default())),
+            crate::Policy::default(),
+            EngineOptions {
+                keep_going,
+                ..EngineOptions::default()
+            },
+        )
+    }
+
+    fn file_with(bytes: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    /// Every string replaced by "": structure, key order and all other values kept.
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::String(_) => Value::String(String::new()),
+            Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// Every fixture, its messages or items repeated so arrays have several elements.
+    fn documents() -> Vec<(String, Vec<u8>)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+        let mut out = Vec::new();
+        for dir in [
+            "one-api/requests",
+            "one-api/callbacks",
+            "legacy/requests",
+            "legacy/callbacks",
+        ] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "json") {
+                    let mut v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                    if let Some(Value::Array(a)) = v.get_mut("messages") {
+                        let copy = a.clone();
+                        for _ in 0..3 {
+                            a.extend(copy.iter().cloned());
+                        }
+                    }
+                    if let Some(Value::Object(ev)) = v.get_mut("event") {
+                        for items in ev.values_mut() {
+                            if let Value::Array(a) = items {
+                                let copy = a.clone();
+                                a.extend(copy);
+                            }
+                        }
+                    }
+                    out.push((p.display().to_string(), serde_json::to_vec(&v).unwrap()));
+                }
+            }
+        }
+        assert!(out.len() > 30, "{}", out.len());
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_output_is_the_tree_paths_output() {
+        let e = engine(false);
+        for (name, doc) in documents() {
+            for pretty in [false, true] {
+                let tree_enc = e.encrypt_slice(&doc, pretty).await.unwrap();
+                let mut f = file_with(&doc);
+                let mut streamed = Vec::new();
+                let rt = Handle::current();
+                let r = tokio::task::block_in_place(|| {
+                    e.encrypt_file(&rt, &mut f, &mut streamed, pretty)
+                })
+                .unwrap();
+                let legacy_callback = tree_enc.is_empty() || matches!(r, Streamed::UseTree);
+                if legacy_callback {
+                    assert!(streamed.is_empty(), "{name}");
+                    continue;
+                }
+                let (t, s) = (parse(&tree_enc).unwrap(), parse(&streamed).unwrap());
+                assert_eq!(shape(&t), shape(&s), "{name} pretty={pretty}");
+                // Exactly serde_json's formatting of that value.
+                let again = crate::walker::serialize(&s, pretty).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&again),
+                    String::from_utf8_lossy(&streamed),
+                    "{name}"
+                );
+                // Decrypting streams and trees gives the same bytes, and the original back.
+                for enc in [&tree_enc, &streamed] {
+                    let (tree_dec, _) = e.decrypt_slice(enc, pretty).await.unwrap();
+                    let mut f = file_with(enc);
+                    let mut s_dec = Vec::new();
+                    let r = tokio::task::block_in_place(|| {
+                        e.decrypt_file(&rt, &mut f, &mut s_dec, pretty)
+                    })
+                    .unwrap();
+                    assert!(matches!(r, Streamed::Done(_)), "{name}");
+                    assert_eq!(
+                        String::from_utf8_lossy(&s_dec),
+                        String::from_utf8_lossy(&tree_dec),
+                        "{name}"
+                    );
+                    let orig: Value = serde_json::from_slice(&doc).unwrap();
+                    assert_eq!(
+                        crate::without_bookkeeping(&parse(&s_dec).unwrap(), &orig),
+                        orig,
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_errors_are_the_tree_paths_errors() {
+        let e = engine(false);
+        let rt = Handle::current();
+        for doc in [
+            r#"{"messages":[{"channel":"whatsapp","to":"1","content":"a"},{"channel":"whatsapp","to":"2","content":7}]}"#,
+            r#"{"messages":{"a":1}}"#,
+            r#"{"messages":[{"channel":"whatsapp","content":"a","encryptionKey":"AAAA"}]}"#,
+            r#"{"event":{"moText":[{"content":"x"},5]}}"#,
+            r#"{"event":[1]}"#,
+            r#"{"nothing":1}"#,
+            r#"{"messages":[{"to":"1","content":"a"}],"encryptionKey":"AAAA"}"#,
+            r#"{"messages":[] , "x": 1} trailing"#,
+        ] {
+            let tree = e.encrypt_slice(doc.as_bytes(), false).await.unwrap_err();
+            let mut f = file_with(doc.as_bytes());
+            let mut out = Vec::new();
+            let s = tokio::task::block_in_place(|| e.encrypt_file(&rt, &mut f, &mut out, false))
+                .unwrap_err();
+            assert_eq!(s.to_string(), tree.to_string(), "{doc}");
+            assert!(out.is_empty(), "nothing written for {doc}");
+        }
+        // Decrypt: a bad value fails at its path, with keep_going left as it was.
+        let plain = r#"{"messages":[{"channel":"whatsapp","to":"1","content":"a"},{"channel":"whatsapp","to":"2","content":"b"}]}"#;
+        let enc = e.encrypt_slice(plain.as_bytes(), false).await.unwrap();
+        let mut v: Value = parse(&enc).unwrap();
+        v["messages"][1]["content"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+        let bad = serde_json::to_vec(&v).unwrap();
+        for keep_going in [false, true] {
+            let e = engine(keep_going);
+            let tree = e.decrypt_slice(&bad, false).await;
+            let mut f = file_with(&bad);
+            let mut out = Vec::new();
+            let s = tokio::task::block_in_place(|| e.decrypt_file(&rt, &mut f, &mut out, false));
+            match (tree, s) {
+                (Err(t), Err(s)) => assert_eq!(t.to_string(), s.to_string()),
+                (Ok((t, tr)), Ok(Streamed::Done(sr))) => {
+                    assert_eq!(String::from_utf8_lossy(&t), String::from_utf8_lossy(&out));
+                    assert_eq!(tr.failures.len(), sr.failures.len());
+                    assert_eq!(sr.items, 1);
+                }
+                (t, s) => panic!("keep_going={keep_going}: {t:?} vs {s:?}"),
+            }
+        }
+    }
+}
