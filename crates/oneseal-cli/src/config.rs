@@ -294,6 +294,20 @@ impl Keys {
         }))
     }
 
+    /// Whether KMS is plausibly in use (a key id, region, profile or endpoint configured, or
+    /// an AWS region in the environment): then its client is worth building ahead, while
+    /// the input is read. A local-key user pays nothing for it.
+    pub fn kms_likely(&self) -> bool {
+        let k = &self.kms;
+        k.key_id.is_some()
+            || k.region.is_some()
+            || k.profile.is_some()
+            || k.endpoint_url.is_some()
+            || ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    }
+
     /// The gateway's provider: new data keys as for encryption, unwrapping by blob.
     pub fn gateway_provider(&self) -> Result<Arc<dyn KeyProvider>, CliError> {
         let encrypt = self.encrypt_provider()?;

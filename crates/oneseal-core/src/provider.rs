@@ -20,6 +20,11 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// Unwraps `blob`. `Ok(None)` means "not a blob this provider makes"; errors mean it is
     /// one but cannot be unwrapped (wrong key, tampered, service failure).
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError>;
+
+    /// Gets ready for the first call (a KMS client: configuration, TLS roots) without making
+    /// one, so a caller can overlap that with reading its input. Failures surface at the
+    /// first real call instead.
+    async fn prepare(&self) {}
 }
 
 #[async_trait]
@@ -29,6 +34,9 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
     }
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
         (**self).decrypt_data_key(blob).await
+    }
+    async fn prepare(&self) {
+        (**self).prepare().await
     }
 }
 
@@ -194,6 +202,15 @@ impl KeyProvider for BlobRouter {
         match &self.remote {
             Some(p) => p.decrypt_data_key(blob).await,
             None => Err(KeyError::NoKms),
+        }
+    }
+
+    async fn prepare(&self) {
+        if let Some(p) = &self.encrypt {
+            p.prepare().await;
+        }
+        if let Some(p) = &self.remote {
+            p.prepare().await;
         }
     }
 }

@@ -312,6 +312,12 @@ impl KeyProvider for AwsKmsProvider {
         })
     }
 
+    async fn prepare(&self) {
+        // Builds the client (configuration, credentials chain, TLS roots) ahead of the first
+        // call; an error is kept and reported by that call.
+        let _ = self.client().await;
+    }
+
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
         let out = self
             .client()

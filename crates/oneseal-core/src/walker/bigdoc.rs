@@ -16,11 +16,10 @@
 //! top-level `encryptionKey` ahead of its messages, decrypted with `keep_going`).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::runtime::Handle;
 
 use super::{
@@ -68,154 +67,346 @@ const EVENT_TYPE: &str = "event.<type>";
 
 type Sink<'f> = dyn FnMut(Ev<'_>) -> Result<(), Error> + 'f;
 
-/// The serde side: visitors that hand each step to `f`. A failure of `f` is kept in `stop`
-/// and serde is told to stop with a placeholder error.
-struct Ctx<'s, 'f> {
-    f: &'s mut Sink<'f>,
-    stop: &'s mut Option<Error>,
+/// Reads a JSON document from a file in chunks and cuts it into values without parsing
+/// them: strings (with escapes) and nesting are tracked byte by byte, and each value found
+/// is handed to serde_json as one slice (its fast path). Memory: the chunk, or the largest
+/// single value.
+struct Scanner<'a> {
+    file: &'a File,
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[pos..len]`.
+    pos: usize,
+    len: usize,
+    /// File offset of `buf[0]`, for error messages.
+    base: u64,
+    eof: bool,
 }
 
-impl<'f> Ctx<'_, 'f> {
-    fn emit<E: de::Error>(&mut self, ev: Ev<'_>) -> Result<(), E> {
-        (self.f)(ev).map_err(|e| {
-            *self.stop = Some(e);
-            E::custom("stopped")
-        })
-    }
+const CHUNK: usize = 1 << 20;
 
-    fn sub(&mut self) -> Ctx<'_, 'f> {
-        Ctx {
-            f: &mut *self.f,
-            stop: &mut *self.stop,
+impl<'a> Scanner<'a> {
+    fn new(file: &'a File, chunk: usize) -> Scanner<'a> {
+        Scanner {
+            file,
+            buf: vec![0; chunk.max(1)],
+            pos: 0,
+            len: 0,
+            base: 0,
+            eof: false,
         }
     }
-}
 
-struct Top<'s, 'f>(Ctx<'s, 'f>);
-
-impl<'de> Visitor<'de> for Top<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
+    fn syntax(&self, at: usize, what: &str) -> Error {
+        Error::Json(format!("{what} at byte {}", self.base + at as u64))
     }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "messages" => map.next_value_seed(Container {
-                    ctx: self.0.sub(),
-                    key: "messages",
-                })?,
-                "event" => map.next_value_seed(Container {
-                    ctx: self.0.sub(),
-                    key: "event",
-                })?,
-                _ => {
-                    let v: Value = map.next_value()?;
-                    self.0.emit(Ev::Member(&key, v))?;
+
+    /// Makes at least one more byte available after `buf[..len]`, keeping `buf[keep..]`
+    /// (moved to the front). False at the end of the file.
+    fn more(&mut self, keep: usize) -> Result<bool, Error> {
+        use std::io::Read;
+        if self.eof {
+            return Ok(false);
+        }
+        if keep > 0 {
+            self.buf.copy_within(keep..self.len, 0);
+            self.len -= keep;
+            self.pos -= keep;
+            self.base += keep as u64;
+        }
+        if self.len == self.buf.len() {
+            // One value larger than the buffer: grow (the value has to be whole anyway).
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match (&*self.file).read(&mut self.buf[self.len..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
                 }
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Json(format!("cannot read the input: {e}"))),
             }
         }
-        Ok(())
+    }
+
+    /// The next byte that is not whitespace (not consumed), or None at the end.
+    fn peek(&mut self) -> Result<Option<u8>, Error> {
+        loop {
+            while self.pos < self.len {
+                match self.buf[self.pos] {
+                    b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
+                    b => return Ok(Some(b)),
+                }
+            }
+            if !self.more(self.pos)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), Error> {
+        match self.peek()? {
+            Some(x) if x == b => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.syntax(self.pos, &format!("expected `{}`", b as char))),
+            None => Err(self.syntax(self.pos, "unexpected end of the input")),
+        }
+    }
+
+    /// Cuts the next value and returns its bytes (valid until the next call).
+    fn value(&mut self) -> Result<&[u8], Error> {
+        if self.peek()?.is_none() {
+            return Err(self.syntax(self.pos, "unexpected end of the input"));
+        }
+        let start = self.pos;
+        self.scan_value(start, start, 0, false)
+    }
+
+    /// Scans from `i` for the end of the value starting at `start` (refilling as needed).
+    fn scan_value(
+        &mut self,
+        mut start: usize,
+        mut i: usize,
+        mut depth: usize,
+        mut in_str: bool,
+    ) -> Result<&[u8], Error> {
+        loop {
+            while i < self.len {
+                let b = self.buf[i];
+                if in_str {
+                    match b {
+                        b'\\' => i += 1,
+                        b'"' => {
+                            in_str = false;
+                            if depth == 0 {
+                                i += 1;
+                                return Ok(self.take(start, i));
+                            }
+                        }
+                        // Most of a document is string bytes: jump to the next quote or
+                        // backslash (or to the end of what is buffered).
+                        _ => {
+                            i += memchr::memchr2(b'"', b'\\', &self.buf[i..self.len])
+                                .unwrap_or(self.len - i);
+                            continue;
+                        }
+                    }
+                } else {
+                    match b {
+                        b'"' => in_str = true,
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            if depth == 0 {
+                                return Ok(self.take(start, i));
+                            }
+                            depth -= 1;
+                            if depth == 0 {
+                                i += 1;
+                                return Ok(self.take(start, i));
+                            }
+                        }
+                        b',' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => {
+                            return Ok(self.take(start, i));
+                        }
+                        _ => {}
+                    }
+                }
+                i += 1;
+            }
+            let offset = i - start;
+            if !self.more(start)? {
+                if depth == 0 && !in_str && self.len > self.pos {
+                    let end = self.len;
+                    return Ok(self.take(self.pos, end));
+                }
+                return Err(self.syntax(self.len, "unexpected end of the input"));
+            }
+            // `more` moved the value to the front of the buffer.
+            start = self.pos;
+            i = start + offset;
+        }
+    }
+
+    fn take(&mut self, start: usize, end: usize) -> &[u8] {
+        self.pos = end;
+        &self.buf[start..end]
+    }
+
+    /// The next array element: parsed whole, or with `light` only its member names and
+    /// its `encryptionKey` (all the decrypt scan needs; the rest is skipped unallocated).
+    fn item(&mut self, light: bool) -> Result<Value, Error> {
+        if light && self.peek()? == Some(b'{') {
+            return self.parse::<Summary>().map(|s| Value::Object(s.0));
+        }
+        self.parse()
+    }
+
+    /// The next value, parsed.
+    fn parse<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
+        let at = self.base + self.pos as u64;
+        let bytes = self.value()?;
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::Json(format!("{e} (in the value at byte {at})")))
     }
 }
 
-/// `messages` and each `event.<type>` (arrays: their elements one by one) or `event` (an
-/// object of arrays). Anything else is handed on whole as [`Ev::Wrong`].
-struct Container<'s, 'f> {
-    ctx: Ctx<'s, 'f>,
-    key: &'static str,
-}
+/// An object's member names, each with `null`, except `encryptionKey` with its value.
+struct Summary(Map<String, Value>);
 
-impl Container<'_, '_> {
-    fn wrong<E: de::Error>(mut self, v: Value) -> Result<(), E> {
-        let k = self.key;
-        self.ctx.emit(Ev::Wrong(k, v))
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Container<'_, '_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Container<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array or an object")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        if self.key == "event" {
-            let v: Value =
-                serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-            return self.wrong(v);
+impl<'de> serde::Deserialize<'de> for Summary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Summary;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Summary, A::Error> {
+                let mut out = Map::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    let v = if k == ENCRYPTION_KEY {
+                        m.next_value::<Value>()?
+                    } else {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                        Value::Null
+                    };
+                    out.insert(k, v);
+                }
+                Ok(Summary(out))
+            }
         }
-        self.ctx.emit(Ev::ArrayStart)?;
-        while let Some(v) = seq.next_element::<Value>()? {
-            self.ctx.emit(Ev::Item(v))?;
-        }
-        self.ctx.emit(Ev::ArrayEnd)
-    }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        if self.key != "event" {
-            // Also serde_json's private form of a number (arbitrary precision): going
-            // through Value gives the number back.
-            let v: Value =
-                serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
-            return self.wrong(v);
-        }
-        self.ctx.emit(Ev::EventStart)?;
-        while let Some(ty) = map.next_key::<String>()? {
-            self.ctx.emit(Ev::EventType(&ty))?;
-            map.next_value_seed(Container {
-                ctx: self.ctx.sub(),
-                key: EVENT_TYPE,
-            })?;
-        }
-        self.ctx.emit(Ev::EventEnd)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.wrong(Value::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.wrong(Value::from(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.wrong(Value::from(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.wrong(Value::from(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.wrong(Value::String(v.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
-        self.wrong(Value::String(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.wrong(Value::Null)
+        d.deserialize_map(V)
     }
 }
 
 /// Reads the document in `file` from the start, handing each step to `f`.
 fn drive(file: &mut File, f: &mut Sink<'_>) -> Result<(), Error> {
+    drive_chunked(file, CHUNK, false, f)
+}
+
+/// [`drive`] with items summarized (see [`Scanner::item`]).
+fn drive_light(file: &mut File, f: &mut Sink<'_>) -> Result<(), Error> {
+    drive_chunked(file, CHUNK, true, f)
+}
+
+fn drive_chunked(
+    file: &mut File,
+    chunk: usize,
+    light: bool,
+    f: &mut Sink<'_>,
+) -> Result<(), Error> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| Error::Json(format!("cannot read the input again: {e}")))?;
-    let reader = BufReader::with_capacity(1 << 20, &*file);
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let mut stop = None;
-    let r = de.deserialize_map(Top(Ctx { f, stop: &mut stop }));
-    if let Some(e) = stop {
-        return Err(e);
+    let mut sc = Scanner::new(file, chunk);
+    match sc.peek()? {
+        Some(b'{') => sc.pos += 1,
+        Some(b) => {
+            let found = match b {
+                b'[' => "an array",
+                b'"' => "a string",
+                b't' | b'f' => "a boolean",
+                b'n' => "null",
+                _ => "a number",
+            };
+            return Err(Error::UnknownPayload(format!(
+                "not a WhatsApp payload: the top level is {found}, expected an object with \"messages\" (request) or \"event\"/\"integrationId\" (callback)"
+            )));
+        }
+        None => return Err(Error::Json("the input is empty".into())),
     }
-    match r {
-        Err(e) if e.is_data() => Err(Error::UnknownPayload(format!(
-            "not a WhatsApp payload: {e}; expected an object with \"messages\" (request) or \"event\"/\"integrationId\" (callback)"
-        ))),
-        Err(e) => Err(Error::Json(e.to_string())),
-        Ok(()) => de.end().map_err(|e| Error::Json(e.to_string())),
+    let mut first = true;
+    loop {
+        match sc.peek()? {
+            Some(b'}') => {
+                sc.pos += 1;
+                break;
+            }
+            Some(b',') if !first => sc.pos += 1,
+            Some(_) if first => {}
+            Some(_) => return Err(sc.syntax(sc.pos, "expected `,` or `}`")),
+            None => return Err(sc.syntax(sc.pos, "unexpected end of the input")),
+        }
+        first = false;
+        let key: String = sc.parse()?;
+        sc.expect(b':')?;
+        match (key.as_str(), sc.peek()?) {
+            ("messages", Some(b'[')) => array(&mut sc, light, f)?,
+            ("event", Some(b'{')) => {
+                sc.pos += 1;
+                f(Ev::EventStart)?;
+                let mut first = true;
+                loop {
+                    match sc.peek()? {
+                        Some(b'}') => {
+                            sc.pos += 1;
+                            break;
+                        }
+                        Some(b',') if !first => sc.pos += 1,
+                        Some(_) if first => {}
+                        _ => return Err(sc.syntax(sc.pos, "expected `,` or `}`")),
+                    }
+                    first = false;
+                    let ty: String = sc.parse()?;
+                    sc.expect(b':')?;
+                    f(Ev::EventType(&ty))?;
+                    if sc.peek()? == Some(b'[') {
+                        array(&mut sc, light, f)?;
+                    } else {
+                        let v: Value = sc.parse()?;
+                        f(Ev::Wrong(EVENT_TYPE, v))?;
+                    }
+                }
+                f(Ev::EventEnd)?;
+            }
+            ("messages", _) => {
+                let v: Value = sc.parse()?;
+                f(Ev::Wrong("messages", v))?;
+            }
+            ("event", _) => {
+                let v: Value = sc.parse()?;
+                f(Ev::Wrong("event", v))?;
+            }
+            _ => {
+                let v: Value = sc.parse()?;
+                f(Ev::Member(&key, v))?;
+            }
+        }
     }
+    match sc.peek()? {
+        None => Ok(()),
+        Some(_) => Err(sc.syntax(sc.pos, "trailing characters after the document")),
+    }
+}
+
+/// An array's elements, one value at a time (the scanner is at its `[`).
+fn array(sc: &mut Scanner<'_>, light: bool, f: &mut Sink<'_>) -> Result<(), Error> {
+    sc.pos += 1;
+    f(Ev::ArrayStart)?;
+    let mut first = true;
+    loop {
+        match sc.peek()? {
+            Some(b']') => {
+                sc.pos += 1;
+                break;
+            }
+            Some(b',') if !first => sc.pos += 1,
+            Some(_) if first => {}
+            _ => return Err(sc.syntax(sc.pos, "expected `,` or `]`")),
+        }
+        first = false;
+        let v = sc.item(light)?;
+        f(Ev::Item(v))?;
+    }
+    f(Ev::ArrayEnd)
 }
 
 /// Writes JSON exactly as serde_json's compact or pretty (2-space) writer would, one member
@@ -346,7 +537,8 @@ impl Engine {
         let mut index = 0usize;
         let mut path = String::new();
         let mut nonces = NonceSource::new();
-        drive(file, &mut |ev| {
+        let pass = if encrypt { drive } else { drive_light };
+        pass(file, &mut |ev| {
             match ev {
                 Ev::Member(k, v) => {
                     if k == ENCRYPTION_KEY {
@@ -897,6 +1089,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_scanner_cuts_values_at_any_buffer_size() {
+        let doc = r#" { "a" : "x\"}]\\" , "messages" : [ {"k":"[{\"\\\\"}, 12.5e3 , [1,[2]] ,"s",true,null, -7 ] ,
+            "event":{"moText":[{"content":"q,]}"}],"odd":5}, "n": 123456789012345678901234567890 }  "#;
+        let mut want = None;
+        for chunk in [1, 2, 3, 5, 7, 13, 64, 1 << 20] {
+            let mut f = file_with(doc.as_bytes());
+            let mut seen = Vec::new();
+            drive_chunked(&mut f, chunk, false, &mut |ev| {
+                seen.push(match ev {
+                    Ev::Member(k, v) => format!("member {k}={v}"),
+                    Ev::ArrayStart => "[".into(),
+                    Ev::Item(v) => format!("item {v}"),
+                    Ev::ArrayEnd => "]".into(),
+                    Ev::EventStart => "event{".into(),
+                    Ev::EventType(t) => format!("type {t}"),
+                    Ev::EventEnd => "}".into(),
+                    Ev::Wrong(k, v) => format!("wrong {k}={v}"),
+                });
+                Ok(())
+            })
+            .unwrap();
+            match &want {
+                None => want = Some(seen),
+                Some(w) => assert_eq!(&seen, w, "chunk {chunk}"),
+            }
+        }
+        let want = want.unwrap();
+        assert_eq!(want[0], r#"member a="x\"}]\\""#);
+        let num: Value = serde_json::from_str("12.5e3").unwrap();
+        assert_eq!(want[3], format!("item {num}"));
+        assert_eq!(want[4], "item [1,[2]]");
+        assert_eq!(want[7], "item null");
+        assert_eq!(want[8], "item -7");
+        assert!(
+            want.contains(&"wrong event.<type>=5".to_string()),
+            "{want:?}"
+        );
+        assert_eq!(
+            want.last().unwrap(),
+            "member n=123456789012345678901234567890"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streamed_errors_are_the_tree_paths_errors() {
         let e = engine(false);
@@ -909,7 +1145,6 @@ mod tests {
             r#"{"event":[1]}"#,
             r#"{"nothing":1}"#,
             r#"{"messages":[{"to":"1","content":"a"}],"encryptionKey":"AAAA"}"#,
-            r#"{"messages":[] , "x": 1} trailing"#,
         ] {
             let tree = e.encrypt_slice(doc.as_bytes(), false).await.unwrap_err();
             let mut f = file_with(doc.as_bytes());
@@ -918,6 +1153,21 @@ mod tests {
                 .unwrap_err();
             assert_eq!(s.to_string(), tree.to_string(), "{doc}");
             assert!(out.is_empty(), "nothing written for {doc}");
+        }
+        // Broken JSON is broken JSON (the positions are counted differently).
+        for doc in [
+            r#"{"messages":[] , "x": 1} trailing"#,
+            r#"{"messages":[{"a":1}"#,
+            r#"{"x":}"#,
+        ] {
+            let mut f = file_with(doc.as_bytes());
+            let s = tokio::task::block_in_place(|| e.encrypt_file(&rt, &mut f, Vec::new(), false))
+                .unwrap_err();
+            assert!(matches!(s, Error::Json(_)), "{doc}: {s}");
+            assert!(matches!(
+                e.encrypt_slice(doc.as_bytes(), false).await,
+                Err(Error::Json(_))
+            ));
         }
         // Decrypt: a bad value fails at its path, with keep_going left as it was.
         let plain = r#"{"messages":[{"channel":"whatsapp","to":"1","content":"a"},{"channel":"whatsapp","to":"2","content":"b"}]}"#;
