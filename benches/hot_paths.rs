@@ -5,6 +5,11 @@
 //! - `fields`: one value sealed/opened, per suite, 16 B to 64 KiB.
 //! - `walker`: a 200-message batch and a 5 000-message mixed document, encrypted and decrypted
 //!   with a warm key cache, beside `baseline` = plain serde_json parse + serialize of the same.
+//! - `streamed`: the bounded-memory path for large documents (a file read twice, messages
+//!   cut out and processed one at a time) on the 5 000- and 50 000-message documents, beside
+//!   the tree path on the same bytes.
+//! - `ndjson`: 10 000 callback lines encrypted and decrypted one line at a time (what each
+//!   NDJSON worker does per chunk), beside a plain parse + serialize of each line.
 //! - `media`: the streaming encryptor from 1 KiB to 64 MiB, beside SHA-256 alone.
 //! - `flows`: decrypting one Flows request (RSA-OAEP-2048 + AES-128-GCM).
 //! - `cache`: the key-cache hit path.
@@ -137,6 +142,106 @@ fn walker(c: &mut Criterion) {
     g.finish();
 }
 
+fn streamed(c: &mut Criterion) {
+    use std::io::Write as _;
+    // encrypt_file/decrypt_file block on the runtime for key calls: called from this (non
+    // runtime) thread, as the CLI does from a blocking section.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("streamed");
+    g.sample_size(10);
+    for n in [5000usize, 50_000] {
+        let doc = mixed_batch(n);
+        g.throughput(Throughput::Bytes(doc.len() as u64));
+        let e = engine(Suite::Gcm);
+        let mut plain = tempfile::tempfile().unwrap();
+        plain.write_all(&doc).unwrap();
+        g.bench_function(BenchmarkId::new("tree-encrypt", n), |b| {
+            b.iter(|| {
+                rt.block_on(e.encrypt_slice(black_box(&doc), false))
+                    .unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::new("streamed-encrypt", n), |b| {
+            b.iter(|| {
+                e.encrypt_file(rt.handle(), &mut plain, std::io::sink(), false)
+                    .unwrap()
+            })
+        });
+        let enc = rt.block_on(e.encrypt_slice(&doc, false)).unwrap();
+        let mut sealed = tempfile::tempfile().unwrap();
+        sealed.write_all(&enc).unwrap();
+        g.bench_function(BenchmarkId::new("tree-decrypt", n), |b| {
+            b.iter(|| {
+                rt.block_on(e.decrypt_slice(black_box(&enc), false))
+                    .unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::new("streamed-decrypt", n), |b| {
+            b.iter(|| {
+                e.decrypt_file(rt.handle(), &mut sealed, std::io::sink(), false)
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// One-line One API callbacks, as an archive holds them.
+fn callback_lines(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let v = match i % 3 {
+                0 => json!({"event": {"moText": [{"channel": "whatsapp", "messageId": format!("m{i}"), "from": "2799900001",
+                        "timestamp": 1506607698000u64, "content": format!("Hello, question {i} about my account"),
+                        "encryptionKey": null, "whatsapp": {"profileName": "Thandi"}}]}}),
+                1 => json!({"event": {"moLocation": [{"channel": "whatsapp", "messageId": format!("l{i}"), "from": "2799900001",
+                        "latitude": "-33.9", "longitude": "18.4", "locationName": "Cape Town", "encryptionKey": null}]}}),
+                _ => json!({"event": {"messageStatusUpdate": [{"messageId": format!("s{i}"), "statusCode": 5, "status": "DELIVERED"}]}}),
+            };
+            serde_json::to_vec(&v).unwrap()
+        })
+        .collect()
+}
+
+fn ndjson(c: &mut Criterion) {
+    let rt = rt();
+    let e = engine(Suite::Gcm);
+    let lines = callback_lines(10_000);
+    let sealed: Vec<Vec<u8>> = lines
+        .iter()
+        .map(|l| rt.block_on(e.encrypt_slice(l, false)).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("ndjson");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.bench_function("baseline-parse-serialize-10000-lines", |b| {
+        b.iter(|| {
+            for l in &sealed {
+                let v: Value = serde_json::from_slice(black_box(l)).unwrap();
+                black_box(serde_json::to_vec(&v).unwrap());
+            }
+        })
+    });
+    g.bench_function("decrypt-10000-lines", |b| {
+        b.iter(|| {
+            for l in &sealed {
+                black_box(rt.block_on(e.decrypt_slice(l, false)).unwrap());
+            }
+        })
+    });
+    g.bench_function("encrypt-10000-lines", |b| {
+        b.iter(|| {
+            for l in &lines {
+                black_box(rt.block_on(e.encrypt_slice(l, false)).unwrap());
+            }
+        })
+    });
+    g.finish();
+}
+
 fn media(c: &mut Criterion) {
     let key = SecretKey::from_bytes([4; 32]);
     let mut g = c.benchmark_group("media");
@@ -237,5 +342,5 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fields, walker, media, flows, cache);
+criterion_group!(benches, fields, walker, streamed, ndjson, media, flows, cache);
 criterion_main!(benches);

