@@ -139,7 +139,8 @@ Examples:
 
 Each message gets `encryptionKey` (One API) or the document gets one (legacy). Inline media
 (`content` with a content type) is encrypted as bytes and `sha256Hash` is set to the SHA-256
-of the plaintext file. Only the policy leaves change; routing fields stay readable.";
+of the plaintext file. Only the policy leaves change; routing fields stay readable.
+Documents over 2 MiB are streamed message by message in bounded memory (same output).";
 
 const DECRYPT_AFTER: &str = "\
 Examples:
@@ -155,7 +156,8 @@ auto (gcm, then cbc) is for migrations only.
 
 Local blobs (made without --kms-key-id) are opened with the local key; all others with KMS
 (credentials and region from the standard AWS chain). --kms-key-id on decrypt restricts
-Decrypt to that key.";
+Decrypt to that key. Documents over 2 MiB are streamed message by message in bounded
+memory (same output).";
 
 /// Options shared by every command that reaches a key provider.
 #[derive(Debug, Args, Clone, Default)]
