@@ -37,7 +37,12 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
             std::env::var("ONESEAL_SUITE").ok().as_deref(),
             file,
         )?,
-        cache: config::cache_config(false, file)?,
+        // A long-running process: the next data key is made before the current one is spent,
+        // so no request waits for GenerateDataKey at a rotation.
+        cache: oneseal_core::CacheConfig {
+            refresh_ahead: true,
+            ..config::cache_config(false, file)?
+        },
     };
     if a.check_config {
         println!(

@@ -39,6 +39,10 @@ pub struct CacheConfig {
     pub decrypt_capacity: usize,
     /// With fresh keys per message: how many provider calls may be in flight at once.
     pub max_in_flight: usize,
+    /// Start generating the next data key in the background once the current one is 90%
+    /// used (messages or age), so the switch never waits for the key service. For
+    /// long-running processes (the gateway); a short CLI run would waste the last key.
+    pub refresh_ahead: bool,
 }
 
 impl CacheConfig {
@@ -68,6 +72,7 @@ impl Default for CacheConfig {
             max_age: Duration::from_secs(300),
             decrypt_capacity: 10_000,
             max_in_flight: 32,
+            refresh_ahead: false,
         }
     }
 }
@@ -309,13 +314,28 @@ impl KeyCache {
                 if let Some(k) = &st.current {
                     if k.created.elapsed() < self.cfg.max_age && k.try_take(max) {
                         self.count(0);
-                        return Ok(k.clone());
+                        let k = k.clone();
+                        if self.cfg.refresh_ahead
+                            && st.inflight.is_none()
+                            && self.nearly_spent(&k, max)
+                        {
+                            st.inflight = self.generate_in_background();
+                        }
+                        return Ok(k);
                     }
                     // Used up or expired: drop the cache's reference now (the key is wiped
                     // once the last message using it is done), not when a new one arrives.
                     st.current = None;
                 }
                 self.count(1);
+                // A key made ahead that failed: retry now rather than hand out its error.
+                if st
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|c| matches!(c.get(), Some(Err(_))))
+                {
+                    st.inflight = None;
+                }
                 st.inflight
                     .get_or_insert_with(|| Arc::new(OnceCell::new()))
                     .clone()
@@ -344,6 +364,31 @@ impl KeyCache {
             }
             // Everyone who waited on that flight used it up; go round for a new key.
         }
+    }
+
+    /// Whether `k` is 90% used, by messages or by age.
+    fn nearly_spent(&self, k: &SealingKey, max: usize) -> bool {
+        max >= 10
+            && (k.uses.load(Ordering::Acquire) >= max - max / 10
+                || k.created.elapsed() >= self.cfg.max_age.mul_f32(0.9))
+    }
+
+    /// Starts `GenerateDataKey` on the current runtime and returns the flight the next
+    /// `sealing_key` will take the result from (None outside a runtime: no refresh ahead).
+    fn generate_in_background(&self) -> Option<Flight<SealingKey>> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let cell: Flight<SealingKey> = Arc::new(OnceCell::new());
+        let (c, p) = (cell.clone(), self.provider.clone());
+        rt.spawn(async move {
+            let _ = c
+                .get_or_init(|| async {
+                    p.generate_data_key()
+                        .await
+                        .map(|dk| Arc::new(SealingKey::new(dk)))
+                })
+                .await;
+        });
+        Some(cell)
     }
 
     /// The data key inside `blob`: unwrapped once, then served from the LRU within `max_age`.
@@ -669,6 +714,40 @@ mod tests {
         assert_eq!(cache.opening_keys_held(), 0);
         cache.opening_key(&blob2).await.unwrap();
         assert_eq!(cache.opening_keys_held(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refresh_ahead_makes_the_next_key_before_it_is_needed() {
+        let p = slow();
+        let cache = KeyCache::new(
+            p.clone(),
+            CacheConfig {
+                max_messages: 100,
+                refresh_ahead: true,
+                ..Default::default()
+            },
+        );
+        let first = cache.sealing_key().await.unwrap();
+        for _ in 1..95 {
+            cache.sealing_key().await.unwrap();
+        }
+        // Past 90 uses the next key is on its way; give the (20 ms) provider time.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(p.generated.load(Ordering::SeqCst), 2);
+        for _ in 95..100 {
+            assert_eq!(
+                cache.sealing_key().await.unwrap().blob_b64(),
+                first.blob_b64()
+            );
+        }
+        // The switch takes the key made ahead: no wait for the provider, no extra call.
+        let t = std::time::Instant::now();
+        let next = cache.sealing_key().await.unwrap();
+        assert!(t.elapsed() < Duration::from_millis(15), "{:?}", t.elapsed());
+        assert_ne!(next.blob_b64(), first.blob_b64());
+        assert_eq!(p.generated.load(Ordering::SeqCst), 2);
+        // Off by default: the CLI never makes a key it may not use.
+        assert!(!CacheConfig::default().refresh_ahead);
     }
 
     #[tokio::test]
