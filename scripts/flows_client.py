@@ -9,7 +9,8 @@ scheme, for the test suite:
   flows_client.py sign SECRET BODY_FILE                print `sha256=<hex>` for the body
   flows_client.py genkey DIR [PASSPHRASE]              write DIR/pkcs8.pem, DIR/pkcs1.pem, DIR/public.pem
                                                        (and DIR/pkcs8-enc.pem with PASSPHRASE)
-  flows_client.py post URL PUBLIC_PEM FLOW_FILE [--secret S] [--bad-signature] [--garbage-key]
+  flows_client.py selfsigned DIR                       write DIR/cert.pem, DIR/key.pem for 127.0.0.1
+  flows_client.py post URL PUBLIC_PEM FLOW_FILE [--secret S] [--bad-signature] [--garbage-key] [--cafile PEM]
       what Meta's client does against an endpoint: encrypt, sign (with S), POST, decrypt the
       answer under the flipped IV; prints {"status": N, "json": <decrypted answer> | "raw": text}
 """
@@ -75,8 +76,12 @@ elif cmd == "post":
             sig = hmac.new(b"not-the-secret", body, hashlib.sha256).hexdigest()
         headers["X-Hub-Signature-256"] = "sha256=" + sig
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    ctx = None
+    if "--cafile" in rest:
+        import ssl
+        ctx = ssl.create_default_context(cafile=rest[rest.index("--cafile") + 1])
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
             status, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
@@ -86,3 +91,21 @@ elif cmd == "post":
     else:
         out["raw"] = raw.decode("utf-8", "replace")
     print(json.dumps(out))
+elif cmd == "selfsigned":
+    import datetime, ipaddress
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives.asymmetric import ec
+    d = sys.argv[2]
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(k, hashes.SHA256()))
+    open(os.path.join(d, "cert.pem"), "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+    open(os.path.join(d, "key.pem"), "wb").write(k.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))

@@ -23,6 +23,10 @@ struct Rig {
     handler_port: u16,
     handler: Option<Proc>,
     gateway: Option<Proc>,
+    /// More of the `[gateway]` table.
+    gateway_extra: String,
+    /// `https` when the public listener speaks TLS.
+    scheme: &'static str,
 }
 
 impl Rig {
@@ -35,6 +39,8 @@ impl Rig {
             handler_port: free_port(),
             handler: None,
             gateway: None,
+            gateway_extra: String::new(),
+            scheme: "http",
         }
     }
 
@@ -51,9 +57,10 @@ impl Rig {
         let [p, m] = self.ports;
         let text = format!(
             "[gateway]\napp_listen = \"127.0.0.1:{}\"\npublic_listen = \"127.0.0.1:{p}\"\nadmin_listen = \"127.0.0.1:{m}\"\n\
-             spool_dir = \"{}\"\n[gateway.flows]\nforward_to = \"http://127.0.0.1:{}/flow\"\n{flows}\n",
+             spool_dir = \"{}\"\n{}\n[gateway.flows]\nforward_to = \"http://127.0.0.1:{}/flow\"\n{flows}\n",
             free_port(),
             self.p("spool"),
+            self.gateway_extra,
             self.handler_port,
         );
         let path = self.dir.path().join("oneseal.toml");
@@ -101,7 +108,7 @@ impl Rig {
     fn post(&self, public: &str, flow: &Value, extra: &[&str]) -> Value {
         let flow_file = self.p("flow.json");
         std::fs::write(&flow_file, flow.to_string()).unwrap();
-        let url = format!("http://127.0.0.1:{}/flows", self.ports[0]);
+        let url = format!("{}://127.0.0.1:{}/flows", self.scheme, self.ports[0]);
         let mut args = vec!["scripts/flows_client.py", "post", &url, public, &flow_file];
         args.extend_from_slice(extra);
         let (ok, out) = python(&args);
@@ -412,4 +419,56 @@ fn flows_keys_from_another_tool_and_config_errors() {
     ));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("flows /flows"));
+}
+
+#[test]
+fn the_public_listener_speaks_tls_when_given_a_certificate() {
+    let mut rig = Rig::new();
+    rig.start_handler();
+    let (private, public) = keygen(&rig, "k");
+    let (ok, out) = python(&["scripts/flows_client.py", "selfsigned", &rig.p("")]);
+    assert!(ok, "{out}");
+    rig.gateway_extra = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        rig.p("cert.pem"),
+        rig.p("key.pem")
+    );
+    rig.scheme = "https";
+    rig.start_gateway(&format!("private_key = \"{private}\"\n"));
+    let ca = rig.p("cert.pem");
+    let r = rig.post(&public, &json!({"action":"ping"}), &["--cafile", &ca]);
+    assert_eq!(r, json!({"status":200,"json":{"data":{"status":"active"}}}));
+    let r = rig.post(
+        &public,
+        &json!({"action":"INIT","data":{"a":1},"flow_token":"t"}),
+        &["--cafile", &ca],
+    );
+    assert_eq!(r["json"]["data"]["echo"], json!({"a":1}), "{r}");
+    // Plain HTTP on the TLS port gets nowhere; the admin side stays plain.
+    let plain = support::http::request(
+        "GET",
+        &format!("http://127.0.0.1:{}/flows", rig.ports[0]),
+        &[],
+        b"",
+    );
+    assert!(plain.map(|a| a.status != 200).unwrap_or(true));
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{}/livez", rig.ports[1])).status,
+        200
+    );
+    // Half a configuration, or a key that does not match, is named.
+    let o = rig.check_config(&format!("private_key = \"{private}\"\n"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    rig.gateway_extra = format!("tls_cert = \"{}\"", rig.p("cert.pem"));
+    let o = rig.check_config(&format!("private_key = \"{private}\"\n"));
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("gateway.tls_key"), "{}", stderr(&o));
+    rig.gateway_extra = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        rig.p("cert.pem"),
+        private
+    );
+    let o = rig.check_config(&format!("private_key = \"{private}\"\n"));
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("gateway.tls_key"), "{}", stderr(&o));
 }

@@ -25,6 +25,9 @@ pub struct GatewayFile {
     pub upstream_timeout_seconds: Option<u64>,
     pub request_timeout_seconds: Option<u64>,
     pub max_body_bytes: Option<usize>,
+    /// PEM certificate chain and private key: the public listener speaks TLS itself.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub callbacks: Option<CallbacksFile>,
     /// DESIGN §9: the CleverTap bridge.
     pub clevertap: Option<CleverTapFile>,
@@ -220,6 +223,44 @@ fn business_key(
     BusinessKey::from_pem(&pem, pass.as_ref().map(|p| p.0.as_bytes()))
         .map(Arc::new)
         .map_err(|e| err(key, format!("{}: {e}", path.display())))
+}
+
+/// The public listener's TLS settings from PEM files (certificate chain, then any private
+/// key format rustls reads: PKCS#8, PKCS#1, SEC1).
+fn public_tls(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err(err("gateway.tls_key", "missing (tls_cert is set)")),
+        (None, Some(_)) => return Err(err("gateway.tls_cert", "missing (tls_key is set)")),
+        (Some(c), Some(k)) => (c, k),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| err("gateway.tls_cert", format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(err(
+            "gateway.tls_cert",
+            format!("{}: no PEM certificate in it", cert.display()),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| err("gateway.tls_key", format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
+        .map_err(|e| {
+            err(
+                "gateway.tls_key",
+                format!("{} with {}: {e}", key.display(), cert.display()),
+            )
+        })?;
+    Ok(Some(Arc::new(cfg)))
 }
 
 fn basic_auth(
@@ -480,6 +521,8 @@ pub struct GatewayConfig {
     /// Largest JSON body accepted (messages and callbacks).
     pub max_body_bytes: usize,
     pub callbacks: Option<CallbacksConfig>,
+    /// TLS for the public listener (rustls), when `tls_cert` and `tls_key` are set.
+    pub public_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     pub flows: Option<FlowsConfig>,
     pub clevertap: Option<CleverTapConfig>,
 }
@@ -641,6 +684,7 @@ impl GatewayConfig {
             )?,
             max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
             callbacks,
+            public_tls: public_tls(file.tls_cert.as_deref(), file.tls_key.as_deref())?,
             clevertap: file
                 .clevertap
                 .as_ref()

@@ -35,6 +35,7 @@ pub mod config;
 mod error;
 mod flows;
 mod spool;
+mod tls;
 mod upstream;
 
 use std::future::Future;
@@ -541,7 +542,7 @@ pub async fn run(
             stop.cancel();
         });
     }
-    tracing::info!(app = %cfg.app_listen, public = %cfg.public_listen, admin = %cfg.admin_listen, upstream = %cfg.upstream, "oneseal gateway listening");
+    tracing::info!(app = %cfg.app_listen, public = %cfg.public_listen, public_tls = cfg.public_tls.is_some(), admin = %cfg.admin_listen, upstream = %cfg.upstream, "oneseal gateway listening");
     let serve = |l: tokio::net::TcpListener, r: Router| {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -550,11 +551,25 @@ pub async fn run(
                 .await
         })
     };
-    let servers = [
-        serve(app_l, app_router),
-        serve(pub_l, public_router),
-        serve(adm_l, admin_router),
-    ];
+    let public = match &cfg.public_tls {
+        Some(tls) => {
+            let l = tls::TlsListener::new(pub_l, tls.clone(), stop.clone()).map_err(|source| {
+                GatewayError::Bind {
+                    which: "public_listen",
+                    addr: cfg.public_listen,
+                    source,
+                }
+            })?;
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                axum::serve(l, public_router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            })
+        }
+        None => serve(pub_l, public_router),
+    };
+    let servers = [serve(app_l, app_router), public, serve(adm_l, admin_router)];
     stop.cancelled().await;
     let drained = tokio::time::timeout(DRAIN, async {
         for s in servers {
