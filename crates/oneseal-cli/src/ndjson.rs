@@ -48,14 +48,46 @@ const PREFETCH_MAX: usize = 10_000;
 /// The `encryptionKey` string values in a raw line, found without parsing it.
 fn key_values(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     const NEEDLE: &[u8] = b"\"encryptionKey\":\"";
+    let finder = memchr::memmem::Finder::new(NEEDLE);
     let mut rest = line;
     std::iter::from_fn(move || {
-        let at = rest.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+        let at = finder.find(rest)?;
         let v = &rest[at + NEEDLE.len()..];
-        let end = v.iter().position(|&b| b == b'"')?;
+        let end = memchr::memchr(b'"', v)?;
         rest = &v[end..];
         Some(&v[..end])
     })
+}
+
+/// Decrypting a file: one pass over it on a thread of its own, passing on every distinct
+/// `encryptionKey` at once, so the key service's answers arrive while the first lines are
+/// processed rather than when the lines that need them come up (the reader runs only a few
+/// chunks ahead of the workers).
+fn scan_keys(path: PathBuf, prefetch: mpsc::UnboundedSender<Vec<u8>>) {
+    let Ok(f) = std::fs::File::open(&path) else {
+        return; // the reader reports it
+    };
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        for v in key_values(&line) {
+            if !seen.contains(v) {
+                if seen.len() >= PREFETCH_MAX || prefetch.send(v.to_vec()).is_err() {
+                    return;
+                }
+                seen.insert(v.to_vec());
+            }
+        }
+    }
 }
 
 /// Reads `input` (a file, or stdin) in chunks of lines on a thread of its own. With
@@ -217,6 +249,18 @@ pub async fn run(
         });
         ptx
     });
+    // A file is scanned for its keys up front; stdin can be read once only, so there the
+    // reader passes keys on as it goes.
+    let prefetch = match (prefetch, &input) {
+        (Some(p), Some(path)) => {
+            let path = path.clone();
+            let _ = std::thread::Builder::new()
+                .name("ndjson-keys".into())
+                .spawn(move || scan_keys(path, p));
+            None
+        }
+        (p, _) => p,
+    };
     let reading = std::thread::Builder::new()
         .name("ndjson-reader".into())
         .spawn(move || reader(input2, tx, prefetch))
