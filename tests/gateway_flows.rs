@@ -406,6 +406,14 @@ fn flows_keys_from_another_tool_and_config_errors() {
             "gateway.flows.app_secret_env",
             "NOT_SET_ANYWHERE",
         ),
+        (
+            format!(
+                "private_key = \"{}\"\npath = \"/flows/{{id}}\"\n",
+                d.join("pkcs8.pem").display()
+            ),
+            "gateway.flows.path",
+            "literal path",
+        ),
     ] {
         let o = rig.check_config(&flows);
         assert_eq!(code(&o), 2, "{flows}: {}", stderr(&o));

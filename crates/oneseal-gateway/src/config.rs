@@ -197,6 +197,29 @@ fn secret_env(
         })
 }
 
+/// A route path must be literal: axum reads `{…}` and `*` as parameters, and a path used
+/// twice would be refused when the routes are built.
+fn check_paths(paths: &[(&str, &str)]) -> Result<(), ConfigError> {
+    for (i, (key, p)) in paths.iter().enumerate() {
+        let literal = p.len() > 1
+            && p.starts_with('/')
+            && !p.ends_with('/')
+            && !p.contains("//")
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+        if !literal {
+            return Err(err(
+                key,
+                format!("{p:?}: use a literal path of letters, digits, '/', '-', '_', '.' (e.g. /callbacks)"),
+            ));
+        }
+        if let Some((other, _)) = paths[..i].iter().find(|(_, q)| q == p) {
+            return Err(err(key, format!("{p:?} is already the path of {other}")));
+        }
+    }
+    Ok(())
+}
+
 /// Loads a business key file; `pass_var` names the passphrase's environment variable.
 fn business_key(
     key: &str,
@@ -655,7 +678,7 @@ impl GatewayConfig {
                 })
             }
         };
-        Ok(GatewayConfig {
+        let cfg = GatewayConfig {
             app_listen,
             public_listen: addr(
                 "gateway.public_listen",
@@ -695,7 +718,32 @@ impl GatewayConfig {
                 .as_ref()
                 .map(|f| flows_config(f, env))
                 .transpose()?,
-        })
+        };
+        let media_prefix = cfg.clevertap.as_ref().map(|c| format!("{}/media", c.path));
+        let mut paths: Vec<(&str, &str)> = Vec::new();
+        if let Some(c) = &cfg.callbacks {
+            paths.push(("gateway.callbacks.path", &c.path));
+        }
+        if let Some(c) = &cfg.clevertap {
+            paths.push(("gateway.clevertap.path", &c.path));
+            paths.push(("gateway.clevertap.callbacks_path", &c.callbacks_path));
+        }
+        if let Some(f) = &cfg.flows {
+            paths.push(("gateway.flows.path", &f.path));
+        }
+        check_paths(&paths)?;
+        if let Some(prefix) = &media_prefix {
+            if let Some((key, p)) = paths
+                .iter()
+                .find(|(k, p)| *k != "gateway.clevertap.path" && p.starts_with(prefix.as_str()))
+            {
+                return Err(err(
+                    key,
+                    format!("{p:?} is under {prefix}, where the CleverTap media links are"),
+                ));
+            }
+        }
+        Ok(cfg)
     }
 }
 
@@ -727,5 +775,16 @@ mod tests {
             parse("[clevertap]\n").unwrap_err().key,
             "gateway.clevertap.username"
         );
+        // Route paths are literal and distinct (axum would refuse them at start otherwise).
+        let cb = "[callbacks]\nforward_to = \"http://127.0.0.1:9\"\npath = ";
+        assert_eq!(
+            parse(&format!("{cb}\"/cb/{{id}}\"")).unwrap_err().key,
+            "gateway.callbacks.path"
+        );
+        assert_eq!(
+            parse(&format!("{cb}\"/cb/*x\"")).unwrap_err().key,
+            "gateway.callbacks.path"
+        );
+        assert!(parse(&format!("{cb}\"/whatsapp/cb-1\"")).is_ok());
     }
 }
