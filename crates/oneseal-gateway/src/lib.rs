@@ -545,6 +545,11 @@ pub async fn run(
     tracing::info!(app = %cfg.app_listen, public = %cfg.public_listen, public_tls = cfg.public_tls.is_some(), admin = %cfg.admin_listen, upstream = %cfg.upstream, "oneseal gateway listening");
     let serve = |l: tokio::net::TcpListener, r: Router| {
         let stop = stop.clone();
+        // Answers go out at once: without TCP_NODELAY a response split over two segments
+        // waits for the client's delayed ACK.
+        let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             axum::serve(l, r)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
