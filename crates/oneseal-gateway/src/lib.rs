@@ -4,11 +4,12 @@
 //! to the app side, and everything on the wire to and from the platform is client-side
 //! encrypted. Three listeners: **app** (message, legacy and media routes, the decrypting
 //! download route), **public** (the platform's callbacks, relayed through a durable spool;
-//! the WhatsApp Flows endpoint), **admin** (`/livez`, `/readyz`, `/metrics`).
+//! the CleverTap bridge; the WhatsApp Flows endpoint; optionally over TLS), **admin**
+//! (`/livez`, `/readyz`, `/metrics`).
 //!
-//! Each listener is a stack of small tower layers around plain handlers: request ids,
-//! tracing, metrics, load shedding over one shared in-flight limit, a per-request deadline
-//! and a body limit. One process keeps one warm key cache, so a fleet of app instances costs
+//! Each listener is a stack of tower layers around plain handlers: request ids, tracing, a
+//! body limit, and one guard for load shedding (one in-flight limit shared by the app and
+//! public listeners), the per-request deadline and request metrics. One process keeps one warm key cache, so a fleet of app instances costs
 //! one KMS call per 1000 messages.
 //!
 //! ```
