@@ -748,16 +748,13 @@ impl Engine {
                     let m = as_object_mut(m, &path)?;
                     refuse_existing_key(m, &path)?;
                     let key = self.sealing_key(&path, dry).await?;
-                    self.seal_item(
+                    self.seal_keyed(
                         m,
                         &self.policy.one_request,
                         key.as_deref(),
                         &mut path,
                         &mut nonces,
                     )?;
-                    if let Some(key) = key {
-                        set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
-                    }
                 }
             }
             PayloadKind::LegacyRequest => {
@@ -805,20 +802,13 @@ impl Engine {
                         let m = as_object_mut(item, &path)?;
                         refuse_existing_key(m, &path)?;
                         let key = self.sealing_key(&path, dry).await?;
-                        self.seal_item(
+                        self.seal_keyed(
                             m,
                             &self.policy.one_callback,
                             key.as_deref(),
                             &mut path,
                             &mut nonces,
                         )?;
-                        if let Some(key) = key {
-                            set_member(
-                                m,
-                                ENCRYPTION_KEY,
-                                Value::String(key.blob_b64().to_string()),
-                            );
-                        }
                     }
                 }
             }
@@ -997,18 +987,36 @@ impl Engine {
         if dry {
             return Ok(None);
         }
-        self.cache
-            .sealing_key()
-            .await
-            .map(Some)
-            .map_err(|source| Error::Key {
-                path: if path.is_empty() {
-                    "(document)".into()
-                } else {
-                    path.to_string()
-                },
-                source,
-            })
+        self.key_at(path).await.map(Some)
+    }
+
+    /// A data key for the item at `path` (named in the error).
+    async fn key_at(&self, path: &str) -> Result<Arc<SealingKey>, Error> {
+        self.cache.sealing_key().await.map_err(|source| Error::Key {
+            path: if path.is_empty() {
+                "(document)".into()
+            } else {
+                path.to_string()
+            },
+            source,
+        })
+    }
+
+    /// [`seal_item`](Self::seal_item) for an item that carries its own key (One API
+    /// messages and callback items): the key's blob goes into its `encryptionKey`.
+    fn seal_keyed(
+        &self,
+        m: &mut Map<String, Value>,
+        kind: &KindPolicy,
+        key: Option<&SealingKey>,
+        path: &mut String,
+        nonces: &mut NonceSource,
+    ) -> Result<(), Error> {
+        self.seal_item(m, kind, key, path, nonces)?;
+        if let Some(key) = key {
+            set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
+        }
+        Ok(())
     }
 
     fn seal_item(

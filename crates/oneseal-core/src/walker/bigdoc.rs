@@ -24,8 +24,8 @@ use tokio::runtime::Handle;
 
 use super::{
     as_object_mut, detect_shape, item_key, message_path, push_index, refuse_existing_key,
-    set_member, sub_key_path, Blobs, DocKeys, Engine, KeyPlacement, Markers, PayloadKind, Report,
-    Shape, ENCRYPTION_KEY, MAX_DISTINCT_KEYS,
+    sub_key_path, Blobs, DocKeys, Engine, KeyPlacement, Markers, PayloadKind, Report, Shape,
+    ENCRYPTION_KEY, MAX_DISTINCT_KEYS,
 };
 use crate::cache::SealingKey;
 use crate::error::{type_name, Error};
@@ -148,7 +148,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn expect(&mut self, b: u8) -> Result<(), Error> {
+    /// Consumes `b` (after whitespace), or fails naming it.
+    fn eat(&mut self, b: u8) -> Result<(), Error> {
         match self.peek()? {
             Some(x) if x == b => {
                 self.pos += 1;
@@ -337,7 +338,7 @@ fn drive_chunked(
         }
         first = false;
         let key: String = sc.parse()?;
-        sc.expect(b':')?;
+        sc.eat(b':')?;
         match (key.as_str(), sc.peek()?) {
             ("messages", Some(b'[')) => array(&mut sc, light, f)?,
             ("event", Some(b'{')) => {
@@ -356,7 +357,7 @@ fn drive_chunked(
                     }
                     first = false;
                     let ty: String = sc.parse()?;
-                    sc.expect(b':')?;
+                    sc.eat(b':')?;
                     f(Ev::EventType(&ty))?;
                     if sc.peek()? == Some(b'[') {
                         array(&mut sc, light, f)?;
@@ -505,6 +506,92 @@ impl<W: Write> Out<W> {
     }
 }
 
+/// `messages[i]`, or `event.<type>[i]` inside an event array.
+fn item_path(path: &mut String, event_ty: Option<&str>, i: usize) {
+    match event_ty {
+        None => message_path(path, i),
+        Some(ty) => {
+            path.clear();
+            path.push_str("event.");
+            path.push_str(ty);
+            push_index(path, i);
+        }
+    }
+}
+
+/// What a writing pass handles itself: [`Writer::step`] writes the layout (containers,
+/// keys, separators) and sets the path of each item.
+enum Step<'a> {
+    Member(&'a str, Value),
+    Item(Value),
+    Wrong(&'static str, Value),
+    Layout,
+}
+
+/// The output of a writing pass, and where in the document it is.
+struct Writer<W: Write> {
+    out: Out<BufWriter<W>>,
+    event_ty: Option<String>,
+    index: usize,
+    /// The path of the current item (`messages[3]`).
+    path: String,
+}
+
+impl<W: Write> Writer<W> {
+    fn new(w: W, pretty: bool) -> Result<Writer<W>, Error> {
+        let mut out = Out {
+            w: BufWriter::with_capacity(1 << 20, w),
+            pretty,
+            open: Vec::new(),
+        };
+        out.begin(b'{')?;
+        Ok(Writer {
+            out,
+            event_ty: None,
+            index: 0,
+            path: String::new(),
+        })
+    }
+
+    fn step<'a>(&mut self, ev: Ev<'a>) -> Result<Step<'a>, Error> {
+        match ev {
+            Ev::Member(k, v) => return Ok(Step::Member(k, v)),
+            Ev::Wrong(k, v) => return Ok(Step::Wrong(k, v)),
+            Ev::Item(v) => {
+                item_path(&mut self.path, self.event_ty.as_deref(), self.index);
+                self.index += 1;
+                return Ok(Step::Item(v));
+            }
+            Ev::ArrayStart => {
+                if self.event_ty.is_none() {
+                    self.out.key("messages")?;
+                }
+                self.index = 0;
+                self.out.begin(b'[')?;
+            }
+            Ev::ArrayEnd => self.out.end(b']')?,
+            Ev::EventStart => {
+                self.out.key("event")?;
+                self.out.begin(b'{')?;
+            }
+            Ev::EventType(t) => {
+                self.event_ty = Some(t.to_string());
+                self.out.key(t)?;
+            }
+            Ev::EventEnd => {
+                self.event_ty = None;
+                self.out.end(b'}')?;
+            }
+        }
+        Ok(Step::Layout)
+    }
+
+    fn finish(mut self) -> Result<(), Error> {
+        self.out.end(b'}')?;
+        self.out.finish()
+    }
+}
+
 /// The first pass: what detection and the checks need.
 #[derive(Default)]
 struct Scan {
@@ -596,7 +683,7 @@ impl Engine {
                             (&mut s.dry_legacy, &self.policy.legacy_request),
                         ] {
                             if slot.is_none() {
-                                message_path(&mut path, i);
+                                item_path(&mut path, None, i);
                                 *slot = as_object_mut(&mut v, &path)
                                     .and_then(|m| {
                                         refuse_existing_key(m, &path)?;
@@ -607,10 +694,7 @@ impl Engine {
                         }
                     } else if let Some(ty) = &event_ty {
                         if s.dry_callback.is_none() && !self.is_plain_event(ty) {
-                            path.clear();
-                            path.push_str("event.");
-                            path.push_str(ty);
-                            push_index(&mut path, i);
+                            item_path(&mut path, Some(ty), i);
                             s.dry_callback = as_object_mut(&mut v, &path)
                                 .and_then(|m| {
                                     refuse_existing_key(m, &path)?;
@@ -634,11 +718,6 @@ impl Engine {
         }
         Ok(s)
     }
-}
-
-/// `Handle::block_on`, for the key-service calls of the (synchronous) streaming passes.
-fn wait<F: std::future::Future>(rt: &Handle, f: F) -> F::Output {
-    rt.block_on(f)
 }
 
 impl Engine {
@@ -669,135 +748,68 @@ impl Engine {
         if let Some(e) = dry {
             return Err(e);
         }
-        let mut out = Out {
-            w: BufWriter::with_capacity(1 << 20, out),
-            pretty,
-            open: Vec::new(),
-        };
-        out.begin(b'{')?;
-        let mut path = String::new();
+        let mut w = Writer::new(out, pretty)?;
         let mut nonces = NonceSource::new();
-        let mut index = 0usize;
-        let mut event_ty: Option<String> = None;
+        // Legacy requests: one key for the document, taken at its first message.
         let mut legacy_key: Option<Arc<SealingKey>> = None;
         let mut legacy_key_written = false;
-        let messages = scan.messages;
-        drive(file, &mut |ev| {
-            match ev {
-                Ev::Member(k, v) => {
-                    if kind == PayloadKind::LegacyRequest && k == ENCRYPTION_KEY {
-                        // A `null` placeholder: the key goes where it stands (as set_member
-                        // does), so it is needed now if any message will use it.
-                        if messages > 0 && legacy_key.is_none() {
-                            legacy_key = Some(self.stream_key(rt, "messages[0]")?);
+        drive(file, &mut |ev| match w.step(ev)? {
+            Step::Layout => Ok(()),
+            Step::Member(k, v) if kind == PayloadKind::LegacyRequest && k == ENCRYPTION_KEY => {
+                // A `null` placeholder: the key goes where it stands (as set_member does), so
+                // it is needed now if any message will use it.
+                if scan.messages > 0 && legacy_key.is_none() {
+                    legacy_key = Some(rt.block_on(self.key_at("messages[0]"))?);
+                }
+                legacy_key_written = true;
+                let v = match &legacy_key {
+                    Some(key) => Value::String(key.blob_b64().to_string()),
+                    None => v,
+                };
+                w.out.member(k, &v)
+            }
+            Step::Member(k, v) => w.out.member(k, &v),
+            // A plain event type may hold anything: passed through, as the tree path does.
+            Step::Wrong(EVENT_TYPE, v) => w.out.value(&v),
+            Step::Wrong(k, _) => Err(Error::UnknownPayload(format!(
+                "{k} changed between the two reads of the input"
+            ))),
+            Step::Item(mut v) => {
+                let path = &mut w.path;
+                // As the tree path: requests' messages, callbacks' event items (not the plain
+                // types); anything else passes through.
+                match (w.event_ty.as_deref(), kind) {
+                    (None, PayloadKind::LegacyRequest) => {
+                        let m = as_object_mut(&mut v, path)?;
+                        if legacy_key.is_none() {
+                            legacy_key = Some(rt.block_on(self.key_at(path))?);
                         }
-                        legacy_key_written = true;
-                        let v = match &legacy_key {
-                            Some(key) => Value::String(key.blob_b64().to_string()),
-                            None => v,
-                        };
-                        return out.member(k, &v);
+                        let key = legacy_key.as_deref();
+                        self.seal_item(m, &self.policy.legacy_request, key, path, &mut nonces)?;
                     }
-                    out.member(k, &v)
-                }
-                Ev::ArrayStart => {
-                    if event_ty.is_none() {
-                        out.key("messages")?;
+                    (None, PayloadKind::OneRequest) => {
+                        let m = as_object_mut(&mut v, path)?;
+                        let key = rt.block_on(self.key_at(path))?;
+                        let policy = &self.policy.one_request;
+                        self.seal_keyed(m, policy, Some(&key), path, &mut nonces)?;
                     }
-                    index = 0;
-                    out.begin(b'[')
-                }
-                Ev::ArrayEnd => out.end(b']'),
-                Ev::EventStart => {
-                    out.key("event")?;
-                    out.begin(b'{')
-                }
-                Ev::EventType(t) => {
-                    event_ty = Some(t.to_string());
-                    out.key(t)
-                }
-                Ev::EventEnd => {
-                    event_ty = None;
-                    out.end(b'}')
-                }
-                // A plain event type may hold anything: passed through, as the tree path does.
-                Ev::Wrong(EVENT_TYPE, v) => out.value(&v),
-                Ev::Wrong(k, _) => Err(Error::UnknownPayload(format!(
-                    "{k} changed between the two reads of the input"
-                ))),
-                Ev::Item(mut v) => {
-                    let i = index;
-                    index += 1;
-                    match (&event_ty, kind) {
-                        (None, PayloadKind::OneRequest) => {
-                            message_path(&mut path, i);
-                            let m = as_object_mut(&mut v, &path)?;
-                            let key = self.stream_key(rt, &path)?;
-                            self.seal_item(
-                                m,
-                                &self.policy.one_request,
-                                Some(&key),
-                                &mut path,
-                                &mut nonces,
-                            )?;
-                            set_member(
-                                m,
-                                ENCRYPTION_KEY,
-                                Value::String(key.blob_b64().to_string()),
-                            );
-                        }
-                        (None, _) => {
-                            message_path(&mut path, i);
-                            let m = as_object_mut(&mut v, &path)?;
-                            if legacy_key.is_none() {
-                                legacy_key = Some(self.stream_key(rt, &path)?);
-                            }
-                            self.seal_item(
-                                m,
-                                &self.policy.legacy_request,
-                                legacy_key.as_deref(),
-                                &mut path,
-                                &mut nonces,
-                            )?;
-                        }
-                        (Some(ty), _) => {
-                            if !self.policy.plain_events.iter().any(|e| e == ty) {
-                                path.clear();
-                                path.push_str("event.");
-                                path.push_str(ty);
-                                push_index(&mut path, i);
-                                let m = as_object_mut(&mut v, &path)?;
-                                let key = self.stream_key(rt, &path)?;
-                                self.seal_item(
-                                    m,
-                                    &self.policy.one_callback,
-                                    Some(&key),
-                                    &mut path,
-                                    &mut nonces,
-                                )?;
-                                set_member(
-                                    m,
-                                    ENCRYPTION_KEY,
-                                    Value::String(key.blob_b64().to_string()),
-                                );
-                            }
-                        }
+                    (Some(ty), PayloadKind::OneCallback) if !self.is_plain_event(ty) => {
+                        let m = as_object_mut(&mut v, path)?;
+                        let key = rt.block_on(self.key_at(path))?;
+                        let policy = &self.policy.one_callback;
+                        self.seal_keyed(m, policy, Some(&key), path, &mut nonces)?;
                     }
-                    out.element(&v)
+                    _ => {}
                 }
+                w.out.element(&v)
             }
         })?;
         if let (Some(key), false) = (&legacy_key, legacy_key_written) {
-            out.member(ENCRYPTION_KEY, &Value::String(key.blob_b64().to_string()))?;
+            w.out
+                .member(ENCRYPTION_KEY, &Value::String(key.blob_b64().to_string()))?;
         }
-        out.end(b'}')?;
-        out.finish()?;
+        w.finish()?;
         Ok(Streamed::Done(kind))
-    }
-
-    fn stream_key(&self, rt: &Handle, path: &str) -> Result<Arc<SealingKey>, Error> {
-        wait(rt, self.sealing_key(path, false))?
-            .ok_or_else(|| Error::UnknownPayload("no key".into()))
     }
 
     /// Decrypts the document in `file` into `out` in bounded memory (see the module doc).
@@ -839,107 +851,59 @@ impl Engine {
                 n => n,
             },
         };
-        wait(rt, self.prefetch_blobs(scan.blobs, &mut keys));
-        let policy = match kind {
-            PayloadKind::OneRequest => &self.policy.one_request,
-            PayloadKind::LegacyRequest => &self.policy.legacy_request,
-            _ => &self.policy.one_callback,
+        rt.block_on(self.prefetch_blobs(scan.blobs, &mut keys));
+        let (policy, placement) = match kind {
+            PayloadKind::OneRequest => (&self.policy.one_request, KeyPlacement::Remove),
+            PayloadKind::LegacyRequest => (&self.policy.legacy_request, KeyPlacement::Remove),
+            _ => (&self.policy.one_callback, KeyPlacement::Restore),
         };
-        let mut out = Out {
-            w: BufWriter::with_capacity(1 << 20, out),
-            pretty,
-            open: Vec::new(),
-        };
-        out.begin(b'{')?;
-        let mut path = String::new();
-        let mut index = 0usize;
-        let mut event_ty: Option<String> = None;
+        let mut w = Writer::new(out, pretty)?;
         let mut used_top = false;
-        // Written ahead of the messages only when they will use it (see the module doc).
-        let predicted_top_used = scan.uses_top && top_key.is_some();
-        drive(file, &mut |ev| match ev {
-            Ev::Member(k, v) => {
-                if request && k == ENCRYPTION_KEY && top_key.is_some() {
-                    let used = if scan.top_key_first {
-                        predicted_top_used
-                    } else {
-                        used_top
-                    };
-                    if used {
-                        return Ok(());
-                    }
+        drive(file, &mut |ev| match w.step(ev)? {
+            Step::Layout => Ok(()),
+            Step::Member(k, v) => {
+                // The top-level key goes once messages used it. Ahead of them, whether they
+                // will is known from the first pass (the keep_going case went the tree path).
+                let used = if scan.top_key_first {
+                    scan.uses_top
+                } else {
+                    used_top
+                };
+                if request && k == ENCRYPTION_KEY && top_key.is_some() && used {
+                    return Ok(());
                 }
-                out.member(k, &v)
+                w.out.member(k, &v)
             }
-            Ev::ArrayStart => {
-                if event_ty.is_none() {
-                    out.key("messages")?;
-                }
-                index = 0;
-                out.begin(b'[')
-            }
-            Ev::ArrayEnd => out.end(b']'),
-            Ev::EventStart => {
-                out.key("event")?;
-                out.begin(b'{')
-            }
-            Ev::EventType(t) => {
-                event_ty = Some(t.to_string());
-                out.key(t)
-            }
-            Ev::EventEnd => {
-                event_ty = None;
-                out.end(b'}')
-            }
-            Ev::Wrong(k, v) => Err(match k {
-                EVENT_TYPE => Error::WrongType {
-                    path: format!("event.{}", event_ty.clone().unwrap_or_default()),
-                    expected: "an array of items",
-                    found: type_name(&v),
-                },
-                _ => {
-                    Error::UnknownPayload(format!("{k} changed between the two reads of the input"))
-                }
+            Step::Wrong(EVENT_TYPE, v) => Err(Error::WrongType {
+                path: format!("event.{}", w.event_ty.clone().unwrap_or_default()),
+                expected: "an array of items",
+                found: type_name(&v),
             }),
-            Ev::Item(mut v) => {
-                let i = index;
-                index += 1;
-                match &event_ty {
-                    None => message_path(&mut path, i),
-                    Some(ty) => {
-                        path.clear();
-                        path.push_str("event.");
-                        path.push_str(ty);
-                        push_index(&mut path, i);
-                    }
-                }
-                let m = as_object_mut(&mut v, &path)?;
-                let own = item_key(m, &path)?;
-                let found = match (own, request) {
-                    (Some(k), _) => Some((k, false)),
-                    (None, true) => top_key.clone().map(|k| (k, true)),
-                    (None, false) => None,
+            Step::Wrong(k, _) => Err(Error::UnknownPayload(format!(
+                "{k} changed between the two reads of the input"
+            ))),
+            // As the tree path: requests' messages, callbacks' event items.
+            Step::Item(v) if request == w.event_ty.is_some() => w.out.element(&v),
+            Step::Item(mut v) => {
+                let path = &mut w.path;
+                let m = as_object_mut(&mut v, path)?;
+                let found = match item_key(m, path)? {
+                    Some(k) => Some((k, false)),
+                    None if request => top_key.clone().map(|k| (k, true)),
+                    None => None,
                 };
                 let Some((blob, from_top)) = found else {
                     report.skipped += 1;
-                    return out.element(&v);
+                    return w.out.element(&v);
                 };
                 let key_path = if from_top {
                     ENCRYPTION_KEY.to_string()
                 } else {
-                    sub_key_path(&path)
+                    sub_key_path(path)
                 };
-                let placement = if request {
-                    KeyPlacement::Remove
-                } else {
-                    KeyPlacement::Restore
-                };
-                let res = wait(
-                    rt,
-                    self.open_guarded(
-                        m, policy, &blob, &mut keys, &key_path, &mut path, !from_top, placement,
-                    ),
-                );
+                let res = rt.block_on(self.open_guarded(
+                    m, policy, &blob, &mut keys, &key_path, path, !from_top, placement,
+                ));
                 match res {
                     Ok(()) => {
                         report.items += 1;
@@ -948,11 +912,10 @@ impl Engine {
                     Err(e) if self.opts.keep_going => report.failures.push(e),
                     Err(e) => return Err(e),
                 }
-                out.element(&v)
+                w.out.element(&v)
             }
         })?;
-        out.end(b'}')?;
-        out.finish()?;
+        w.finish()?;
         Ok(Streamed::Done(report))
     }
 }
@@ -1032,6 +995,11 @@ mod tests {
                 }
             }
         }
+        // A request that also has an `event` member: left alone, as the tree path does.
+        out.push((
+            "request with event".into(),
+            br#"{"event":{"moText":[{"content":"x"}]},"messages":[{"channel":"whatsapp","to":"1","content":"a"}]}"#.to_vec(),
+        ));
         assert!(out.len() > 30, "{}", out.len());
         out
     }
