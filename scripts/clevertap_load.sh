@@ -13,32 +13,9 @@ DUR=${1:-15}
 DELAY=${2:-100}
 CONNS=1500
 
-bash scripts/setup-test-env.sh
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "clevertap_load: installing wrk (Debian package)" >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
-fi
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release --quiet -p oneseal-cli
-cargo build --release --quiet --example fake_upstream
-BIN=target/release/oneseal
-UP=target/release/examples/fake_upstream
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
-
-MOTO=$(port); UPP=$(port); APP=$(port); PUB=$(port); ADM=$(port)
-python3 -m moto.server -H 127.0.0.1 -p "$MOTO" >/dev/null 2>&1 & PIDS+=($!)
-"$UP" "$UPP" "$DELAY" 2>/dev/null & PIDS+=($!)
-wait_port "$MOTO"; wait_port "$UPP"
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$MOTO" AWS_EC2_METADATA_DISABLED=true
-KEY=$(python3 -c "import boto3; print(boto3.client('kms').create_key()['KeyMetadata']['Arn'])")
-test -n "$KEY"
+source scripts/bench-env.sh
+start_moto "$DELAY"
+APP=$(port); PUB=$(port); ADM=$(port)
 
 cat > "$WORK/oneseal.toml" <<EOF
 kms_key_id = "$KEY"

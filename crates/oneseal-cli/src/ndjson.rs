@@ -59,6 +59,35 @@ fn key_values(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Passes each distinct `encryptionKey` of the lines it is shown on for unwrapping, up to
+/// [`PREFETCH_MAX`].
+struct Prefetch {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    seen: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Prefetch {
+    fn new(tx: mpsc::UnboundedSender<Vec<u8>>) -> Prefetch {
+        Prefetch {
+            tx,
+            seen: Default::default(),
+        }
+    }
+
+    /// False once nothing more will be taken (the cap, or the unwrapping side is gone).
+    fn offer(&mut self, line: &[u8]) -> bool {
+        for v in key_values(line) {
+            if !self.seen.contains(v) {
+                if self.seen.len() >= PREFETCH_MAX || self.tx.send(v.to_vec()).is_err() {
+                    return false;
+                }
+                self.seen.insert(v.to_vec());
+            }
+        }
+        true
+    }
+}
+
 /// Decrypting a file: one pass over it on a thread of its own, passing on every distinct
 /// `encryptionKey` at once, so the key service's answers arrive while the first lines are
 /// processed rather than when the lines that need them come up (the reader runs only a few
@@ -68,7 +97,7 @@ fn scan_keys(path: PathBuf, prefetch: mpsc::UnboundedSender<Vec<u8>>) {
         return; // the reader reports it
     };
     let mut r = BufReader::with_capacity(1 << 20, f);
-    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut prefetch = Prefetch::new(prefetch);
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -79,13 +108,8 @@ fn scan_keys(path: PathBuf, prefetch: mpsc::UnboundedSender<Vec<u8>>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        for v in key_values(&line) {
-            if !seen.contains(v) {
-                if seen.len() >= PREFETCH_MAX || prefetch.send(v.to_vec()).is_err() {
-                    return;
-                }
-                seen.insert(v.to_vec());
-            }
+        if !prefetch.offer(&line) {
+            return;
         }
     }
 }
@@ -98,7 +122,7 @@ fn reader(
     tx: mpsc::Sender<Result<Chunk, CliError>>,
     prefetch: Option<mpsc::UnboundedSender<Vec<u8>>>,
 ) {
-    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut prefetch = prefetch.map(Prefetch::new);
     let name = input.clone().unwrap_or_else(|| PathBuf::from("<stdin>"));
     let src: Box<dyn Read> = match &input {
         Some(p) => match std::fs::File::open(p) {
@@ -131,13 +155,8 @@ fn reader(
                     return;
                 }
                 Ok(n) => {
-                    if let Some(p) = &prefetch {
-                        for v in key_values(&line) {
-                            if seen.len() < PREFETCH_MAX && !seen.contains(v) {
-                                seen.insert(v.to_vec());
-                                let _ = p.send(v.to_vec());
-                            }
-                        }
+                    if prefetch.as_mut().is_some_and(|p| !p.offer(&line)) {
+                        prefetch = None;
                     }
                     bytes += n;
                     line_no += 1;

@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use oneseal_core::ErrorClass;
@@ -169,46 +169,43 @@ async fn deliver(g: &Shared, name: &str) -> Outcome {
     let Some(cb) = &g.cfg.callbacks else {
         return Outcome::Retry("no callbacks configured".into());
     };
-    let body = match g.spool.read(name) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Gone,
-        Err(e) => return Outcome::Retry(format!("cannot read the spool file: {e}")),
-    };
-    let mut doc: Value = match serde_json::from_slice(&body) {
+    let mut doc = match load(g, name) {
         Ok(d) => d,
-        Err(e) => return Outcome::Dead(format!("not JSON: {e}")),
+        Err(o) => return o,
     };
     rewrite_download_urls(&mut doc, &g.cfg.app_url);
-    match g.engine.decrypt_document(&mut doc).await {
-        Ok(_) => {}
-        Err(e) if e.class() == ErrorClass::KeyService => return Outcome::Retry(e.to_string()),
-        // Crypto, bad input, unknown payload: no retry will ever decrypt it.
-        Err(e) => return Outcome::Dead(e.to_string()),
+    if let Err(o) = decrypt(g, &mut doc).await {
+        return o;
     }
     let plain = match serde_json::to_vec(&doc) {
         Ok(p) => Bytes::from(p),
         Err(e) => return Outcome::Dead(format!("cannot serialize: {e}")),
     };
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let path = cb
-        .forward_to
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    match g
-        .app
-        .send(Method::POST, path, &headers, &[], &|| {
-            Ok(Body::from(plain.clone()))
-        })
-        .await
-    {
+    match g.app.post_json(&cb.forward_to, plain).await {
         Ok(r) if r.status().is_success() => Outcome::Delivered,
         Ok(r) => Outcome::Retry(format!("the app answered {}", r.status())),
         Err(e) => Outcome::Retry(format!("{}: {}", e.code, e.message)),
+    }
+}
+
+/// A spooled callback, parsed: gone (delivered meanwhile), unreadable (retried) or not JSON
+/// (dead) are outcomes.
+pub(crate) fn load(g: &Shared, name: &str) -> Result<Value, Outcome> {
+    let body = match g.spool.read(name) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Outcome::Gone),
+        Err(e) => return Err(Outcome::Retry(format!("cannot read the spool file: {e}"))),
+    };
+    serde_json::from_slice(&body).map_err(|e| Outcome::Dead(format!("not JSON: {e}")))
+}
+
+/// Decrypts a callback in place: a key-service failure is retried; crypto, bad input or an
+/// unknown payload never will decrypt (dead).
+pub(crate) async fn decrypt(g: &Shared, doc: &mut Value) -> Result<(), Outcome> {
+    match g.engine.decrypt_document(doc).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.class() == ErrorClass::KeyService => Err(Outcome::Retry(e.to_string())),
+        Err(e) => Err(Outcome::Dead(e.to_string())),
     }
 }
 

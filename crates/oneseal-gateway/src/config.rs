@@ -639,33 +639,13 @@ impl GatewayConfig {
                         )
                     })?,
                 )?;
-                let auth = match (&c.username, &c.password_env) {
-                    (None, None) => None,
-                    (Some(_), None) => {
-                        return Err(err(
-                            "gateway.callbacks.password_env",
-                            "missing: name the environment variable that holds the password",
-                        ))
-                    }
-                    (None, Some(_)) => {
-                        return Err(err(
-                            "gateway.callbacks.username",
-                            "missing (password_env is set)",
-                        ))
-                    }
-                    (Some(u), Some(var)) => {
-                        let pw = env(var).filter(|p| !p.is_empty()).ok_or_else(|| {
-                            err(
-                                "gateway.callbacks.password_env",
-                                format!("the environment variable {var} is not set (or empty)"),
-                            )
-                        })?;
-                        Some(BasicAuth {
-                            username: u.clone(),
-                            password: zeroize::Zeroizing::new(pw),
-                        })
-                    }
-                };
+                let auth = basic_auth(
+                    "gateway.callbacks.username",
+                    "gateway.callbacks.password_env",
+                    c.username.as_ref(),
+                    c.password_env.as_ref(),
+                    env,
+                )?;
                 Some(CallbacksConfig {
                     path,
                     forward_to,

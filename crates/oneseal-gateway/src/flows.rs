@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use oneseal_flows::{BusinessKey, FlowsError, ResponseSealer};
@@ -88,6 +88,16 @@ struct Failure {
 }
 
 impl Failure {
+    /// The handler (or the whole exchange) overran `response_timeout_seconds`.
+    fn timeout() -> Self {
+        Failure::new(
+            Outcome::Timeout,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "flow_handler_timeout",
+            "the flow handler did not answer within flows.response_timeout_seconds",
+        )
+    }
+
     fn new(outcome: Outcome, status: StatusCode, code: &'static str, msg: &str) -> Self {
         Failure {
             outcome,
@@ -111,14 +121,7 @@ pub(crate) async fn receive(
         handle(f, &headers, body, &mut action),
     )
     .await
-    .unwrap_or_else(|_| {
-        Err(Failure::new(
-            Outcome::Timeout,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "flow_handler_timeout",
-            "the flow handler did not answer within flows.response_timeout_seconds",
-        ))
-    });
+    .unwrap_or_else(|_| Err(Failure::timeout()));
     let (outcome, response) = match answer {
         Ok(r) => (Outcome::Ok, r),
         Err(e) => (e.outcome, e.error.into_response()),
@@ -260,33 +263,15 @@ async fn forward(f: &Flows, flow: Zeroizing<Vec<u8>>) -> Result<Option<Vec<u8>>,
             &format!("the flow handler {what}"),
         )
     };
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let path = f
-        .cfg
-        .forward_to
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
     let bytes = Bytes::copy_from_slice(&flow);
     drop(flow);
     let res = f
         .app
-        .send(Method::POST, path, &h, &[], &|| {
-            Ok(Body::from(bytes.clone()))
-        })
+        .post_json(&f.cfg.forward_to, bytes)
         .await
         .map_err(|e| {
             if e.status == StatusCode::GATEWAY_TIMEOUT {
-                return Failure::new(
-                    Outcome::Timeout,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "flow_handler_timeout",
-                    "the flow handler did not answer within flows.response_timeout_seconds",
-                );
+                return Failure::timeout();
             }
             tracing::warn!(status = %e.status, "flow handler unreachable");
             failed("could not be reached")

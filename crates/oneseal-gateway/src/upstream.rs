@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -14,6 +14,25 @@ use hyper_util::rt::TokioExecutor;
 use crate::error::ApiError;
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The pooled HTTP(S) client every outgoing call uses (rustls, native roots, HTTP/1).
+pub fn https_client() -> Result<Client<Https, Body>, std::io::Error> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    // No cap on idle connections per host: under 1500 concurrent requests a cap makes the
+    // pool close and reopen connections on every request (measured: a cap of 256 cost
+    // throughput); idle ones go after 20 s anyway.
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(20))
+        .build(https))
+}
 
 /// The client and where it may go.
 #[derive(Clone)]
@@ -38,23 +57,8 @@ const PASSED_ON: [header::HeaderName; 3] =
 impl Upstream {
     /// A client for `base` (scheme and authority only).
     pub fn new(base: Uri, timeout: Duration) -> Result<Upstream, std::io::Error> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        // No cap on idle connections per host: under 1500 concurrent requests a cap makes the
-        // pool close and reopen connections on every request (measured: a cap of 256 cost
-        // throughput); idle ones go after 20 s anyway.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(20))
-            .build(https);
         Ok(Upstream {
-            client,
+            client: https_client()?,
             base,
             timeout,
         })
@@ -69,6 +73,25 @@ impl Upstream {
             .build()
             .map_err(std::io::Error::other)?;
         Upstream::new(base, timeout)
+    }
+
+    /// POSTs JSON to `url`'s path on this client's host (the app's handlers, CleverTap's
+    /// receivers): no caller headers are passed on.
+    pub async fn post_json(
+        &self,
+        url: &Uri,
+        body: Bytes,
+    ) -> Result<Response<hyper::body::Incoming>, ApiError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        self.send(Method::POST, path, &h, &[], &|| {
+            Ok(Body::from(body.clone()))
+        })
+        .await
     }
 
     /// `path_and_query` on the configured upstream: never another host.

@@ -8,11 +8,10 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use oneseal_core::ErrorClass;
 use serde_json::{json, Map, Value};
 
 use super::media::{new_link, sign_link};
@@ -285,18 +284,7 @@ async fn post(b: &super::Bridge, to_dlr: bool, body: &Value) -> Result<(), Strin
         (&b.imo, &b.cfg.imo_url)
     };
     let bytes = Bytes::from(serde_json::to_vec(body).map_err(|e| e.to_string())?);
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    match client
-        .send(Method::POST, path, &h, &[], &|| {
-            Ok(Body::from(bytes.clone()))
-        })
-        .await
-    {
+    match client.post_json(url, bytes).await {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!(
             "CleverTap's {} callback answered {}",
@@ -312,14 +300,9 @@ pub(crate) async fn deliver(g: &Shared, name: &str) -> Outcome {
     let Some(b) = g.clevertap.as_ref() else {
         return Outcome::Retry("the CleverTap bridge is not configured".into());
     };
-    let body = match g.spool.read(name) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Gone,
-        Err(e) => return Outcome::Retry(format!("cannot read the spool file: {e}")),
-    };
-    let mut doc: Value = match serde_json::from_slice(&body) {
+    let mut doc = match crate::callbacks::load(g, name) {
         Ok(d) => d,
-        Err(e) => return Outcome::Dead(format!("not JSON: {e}")),
+        Err(o) => return o,
     };
     if !doc.get("event").is_some_and(Value::is_object) {
         return Outcome::Dead("not a One API callback (no \"event\" object)".into());
@@ -333,10 +316,8 @@ pub(crate) async fn deliver(g: &Shared, name: &str) -> Outcome {
         Ok(l) => l,
         Err(e) => return Outcome::Dead(e),
     };
-    match g.engine.decrypt_document(&mut doc).await {
-        Ok(_) => {}
-        Err(e) if e.class() == ErrorClass::KeyService => return Outcome::Retry(e.to_string()),
-        Err(e) => return Outcome::Dead(e.to_string()),
+    if let Err(o) = crate::callbacks::decrypt(g, &mut doc).await {
+        return o;
     }
     let Some(event) = doc.get("event").and_then(Value::as_object) else {
         return Outcome::Dead("not a One API callback".into());

@@ -23,7 +23,6 @@ use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::OnceCell;
@@ -71,18 +70,8 @@ pub struct MediaCache {
 
 impl MediaCache {
     pub fn new() -> Result<MediaCache, std::io::Error> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         Ok(MediaCache {
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(20))
-                .build(https),
+            client: crate::upstream::https_client()?,
             prepared: Mutex::new(HashMap::new()),
             broadcast: Mutex::new(HashMap::new()),
         })
