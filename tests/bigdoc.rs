@@ -42,6 +42,12 @@ print(json.dumps({"code": p.returncode, "stderr": p.stderr.decode("utf-8", "repl
     )
 }
 
+/// `oneseal CMD INPUT -o OUTPUT`, measured.
+fn file_to_file(cmd: &str, input: &Path, output: &Path, key: &Path) -> (i32, String, u64) {
+    let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
+    run_measured(&[cmd, i, "-o", o], None, key)
+}
+
 fn key(dir: &Path) -> std::path::PathBuf {
     let k = dir.join("local.key");
     std::fs::write(&k, [0x24u8; 32]).unwrap();
@@ -64,16 +70,7 @@ fn a_200_000_message_document_round_trips_in_bounded_memory() {
     let size = std::fs::metadata(&plain).unwrap().len();
     assert!(size > 40_000_000, "{size}");
     let enc = dir.path().join("batch.enc.json");
-    let (code, err, rss) = run_measured(
-        &[
-            "encrypt",
-            plain.to_str().unwrap(),
-            "-o",
-            enc.to_str().unwrap(),
-        ],
-        None,
-        &key,
-    );
+    let (code, err, rss) = file_to_file("encrypt", &plain, &enc, &key);
     assert_eq!(code, 0, "{err}");
     assert!(rss <= BUDGET_KIB, "encrypt peak RSS {rss} KiB > 64 MiB");
     // Decrypt from a file and from stdin (spooled): the original bytes back, both ways.
@@ -82,16 +79,7 @@ fn a_200_000_message_document_round_trips_in_bounded_memory() {
         let (code, err, rss) = if via_stdin {
             run_measured(&["decrypt", "-o", dec.to_str().unwrap()], Some(&enc), &key)
         } else {
-            run_measured(
-                &[
-                    "decrypt",
-                    enc.to_str().unwrap(),
-                    "-o",
-                    dec.to_str().unwrap(),
-                ],
-                None,
-                &key,
-            )
+            file_to_file("decrypt", &enc, &dec, &key)
         };
         assert_eq!(code, 0, "{err}");
         assert!(rss <= BUDGET_KIB, "decrypt peak RSS {rss} KiB > 64 MiB");
@@ -161,16 +149,7 @@ fn large_callbacks_and_legacy_requests_stream_and_match_small_ones() {
             let (code, err, rss) = run_measured(&args, None, &key);
             assert_eq!(code, 0, "{rel}: {err}");
             assert!(rss <= BUDGET_KIB, "{rel}: {rss} KiB");
-            let (code, err, _) = run_measured(
-                &[
-                    "decrypt",
-                    enc.to_str().unwrap(),
-                    "-o",
-                    dec.to_str().unwrap(),
-                ],
-                None,
-                &key,
-            );
+            let (code, err, _) = file_to_file("decrypt", &enc, &dec, &key);
             assert_eq!(code, 0, "{rel}: {err}");
             let got: Value = serde_json::from_slice(&std::fs::read(&dec).unwrap()).unwrap();
             assert_eq!(
@@ -216,16 +195,7 @@ fn a_bad_message_deep_in_a_large_document_is_named_and_nothing_is_written() {
     let plain = dir.path().join("bad.json");
     std::fs::write(&plain, serde_json::to_vec(&doc).unwrap()).unwrap();
     let out = dir.path().join("out.json");
-    let (code, err, _) = run_measured(
-        &[
-            "encrypt",
-            plain.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        None,
-        &key,
-    );
+    let (code, err, _) = file_to_file("encrypt", &plain, &out, &key);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("messages[15000].content"), "{err}");
     assert!(!out.exists());
