@@ -109,7 +109,7 @@ fn walker(c: &mut Criterion) {
     let rt = rt();
     let mut g = c.benchmark_group("walker");
     g.sample_size(20);
-    for n in [200usize, 5000] {
+    for n in [1usize, 200, 5000] {
         let doc = mixed_batch(n);
         g.throughput(Throughput::Bytes(doc.len() as u64));
         g.bench_with_input(

@@ -70,7 +70,13 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        // A deep accept queue: 1500 clients (or a gateway's 1500 upstream connections)
+        // connect at once, and overflowing the default queue makes connects wait for SYN
+        // retransmits (1 s, 3 s), which would show up as the gateway's latency.
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.set_reuseaddr(true)?;
+        sock.bind(([127, 0, 0, 1], port).into())?;
+        let l = sock.listen(4096)?;
         eprintln!("fake upstream on 127.0.0.1:{port}, delay {delay_ms} ms");
         let stats = Arc::new(Stats {
             delay_ms,

@@ -14,7 +14,10 @@ independent implementation of the wire format). It listens on loopback only.
   POST /_files                    {"fileId", "contentType", "data": base64 of the stored bytes}
   POST /_seal                     {"plain": doc, "suite"} -> the doc encrypted as the platform
                                   would (data key from KMS or local), for callbacks
-  POST /_mode                     {"mode": "ok" | "fail" | "hang" | "drop" | "fast"}
+  POST /_mode                     {"mode": "ok" | "fail" | "hang" | "drop" | "fast" | "close" |
+                                  "silent-close"}: "close" answers messages with Connection:
+                                  close and closes; "silent-close" closes after answering without
+                                  saying so (as a server's keep-alive timeout does)
   GET  /_records                  everything received, decrypted
 """
 import argparse, base64, hashlib, json, os, resource, sys, threading, time, copy
@@ -73,9 +76,13 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
-    def answer(self, code, obj=None, raw=None, ctype="application/json"):
+    def answer(self, code, obj=None, raw=None, ctype="application/json", close=None):
         data = raw if raw is not None else json.dumps(obj).encode()
         self.send_response(code)
+        if close:
+            self.close_connection = True
+            if close == "close":
+                self.send_header("Connection", "close")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -137,14 +144,15 @@ class Handler(BaseHTTPRequestHandler):
                 enc = json.loads(raw)
                 plain = open_doc(copy.deepcopy(enc))
                 rec = {"path": u.path, "authorization": auth, "contentType": self.headers.get("Content-Type"),
-                       "encrypted": enc, "plain": plain}
+                       "encrypted": enc, "plain": plain, "peer": self.client_address[1]}
             except Exception as e:  # a plaintext or undecryptable leaf is what the tests look for
                 rec = {"path": u.path, "authorization": auth, "error": repr(e), "raw": raw.decode("utf-8", "replace")}
             with LOCK:
                 RECORDS.append(rec)
             msgs = (json.loads(raw).get("messages") or []) if raw else []
+            close = MODE["mode"] if MODE["mode"] in ("close", "silent-close") else None
             return self.answer(202, {"messages": [{"apiMessageId": f"api-{i}", "accepted": True, "to": m.get("to")}
-                                                  for i, m in enumerate(msgs)], "error": None})
+                                                  for i, m in enumerate(msgs)], "error": None}, close=close)
         if u.path == "/v1/media":
             q = {k: v[0] for k, v in parse_qs(u.query).items()}
             rec = {"path": "POST /v1/media", "query": q, "authorization": auth,

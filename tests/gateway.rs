@@ -497,6 +497,107 @@ fn app_side_routes_send_only_ciphertext_and_return_the_platforms_answer() {
     assert_eq!(st.code(), Some(0), "{}", r.log());
 }
 
+/// An app's kept-alive connection gets a platform connection of its own from its second
+/// request on (the first goes through the shared pool); when the platform closes that
+/// connection, saying so or not, the next request opens another and nothing is lost or sent
+/// twice; a connection that drops a request that was sent is a 502, not a retry.
+#[test]
+fn kept_alive_app_connections_are_pinned_to_a_platform_connection_that_is_remade_when_closed() {
+    let mut r = Rig::local("");
+    r.start_gateway();
+    let host = format!("127.0.0.1:{}", r.ports[0]);
+    let headers = [
+        ("Authorization", APP_KEY),
+        ("Content-Type", "application/json"),
+    ];
+    let mut conn = http::Conn::open(&host).unwrap();
+    let mut sent = Vec::new();
+    let send = |conn: &mut http::Conn, sent: &mut Vec<Value>, mode: &str| {
+        let i = sent.len();
+        let plain = plain_message(&format!("pin-{i}"));
+        let a = conn
+            .send(
+                "POST",
+                "/v1/message",
+                &headers,
+                plain.to_string().as_bytes(),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            a.status,
+            202,
+            "{mode} {i}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        sent.push(plain);
+    };
+    for _ in 0..4 {
+        send(&mut conn, &mut sent, "ok");
+    }
+    // The platform answers and closes with Connection: close, then without saying so (its
+    // keep-alive timeout); the gateway notices either before the next request.
+    for mode in ["close", "silent-close"] {
+        r.platform_mode(mode);
+        for _ in 0..3 {
+            send(&mut conn, &mut sent, mode);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    r.platform_mode("ok");
+    send(&mut conn, &mut sent, "ok again");
+    send(&mut conn, &mut sent, "ok again");
+    // A second app connection: a platform connection of its own.
+    let mut other = http::Conn::open(&host).unwrap();
+    for _ in 0..3 {
+        send(&mut other, &mut sent, "other");
+    }
+
+    let recs = r.platform_records();
+    assert_eq!(
+        recs.len(),
+        sent.len(),
+        "each message exactly once: {recs:?}"
+    );
+    for (rec, plain) in recs.iter().zip(&sent) {
+        assert!(rec.get("error").is_none(), "{rec}");
+        assert_eq!(rec["authorization"], APP_KEY);
+        assert_eq!(without_bookkeeping(&rec["plain"], plain), *plain);
+    }
+    let peer = |i: usize| recs[i]["peer"].as_u64().unwrap();
+    // Requests 2-4 of the first connection share one platform connection; the first came
+    // through the pool.
+    assert_eq!(peer(1), peer(2));
+    assert_eq!(peer(2), peer(3));
+    assert_ne!(peer(0), peer(1));
+    // Each closed connection was replaced: the six requests in close modes went over six
+    // connections, and the connection made after them carried both later requests.
+    let closing: std::collections::HashSet<u64> = (4..10).map(peer).collect();
+    assert_eq!(closing.len(), 6, "{recs:?}");
+    assert_eq!(peer(10), peer(11));
+    assert!(!closing.contains(&peer(10)));
+    // The second app connection: pool first, then its own connection, not the first's.
+    assert_eq!(peer(13), peer(14));
+    assert_ne!(peer(13), peer(11));
+
+    // The platform drops a request it has read: it may have acted on it, so no retry: 502.
+    r.platform_mode("drop");
+    let a = conn
+        .send(
+            "POST",
+            "/v1/message",
+            &headers,
+            plain_message("dropped").to_string().as_bytes(),
+            false,
+        )
+        .unwrap();
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"]["code"], "upstream_failed");
+    r.platform_mode("ok");
+    send(&mut conn, &mut sent, "after a drop");
+    assert_eq!(r.platform_records().len(), sent.len());
+}
+
 #[test]
 fn callbacks_reach_the_app_in_plaintext_and_nothing_is_lost_across_sigkill() {
     let mut r = Rig::local("");
@@ -662,6 +763,12 @@ fn restore_download_urls(got: &mut Value, plain: &Value, prefix: &str) {
             }
         }
     }
+}
+
+/// A one-message One API request.
+fn plain_message(id: &str) -> Value {
+    json!({"messages": [{"channel": "whatsapp", "to": "2799900001", "clientMessageId": id,
+        "content": "Your one-time PIN is 482913"}]})
 }
 
 fn plain_text(id: &str) -> Value {

@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 client for the gateway tests (one request per connection, loopback
-//! only), and process helpers: free ports, children killed on drop, waiting for a port.
+//! A minimal HTTP/1.1 client for the gateway tests (a request per connection, or several on
+//! a kept-alive one; loopback only), and process helpers: free ports, children killed on
+//! drop, waiting for a port.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -32,7 +33,7 @@ impl Answer {
     }
 }
 
-/// Sends one request to `http://127.0.0.1:PORT/path`.
+/// Sends one request to `http://127.0.0.1:PORT/path` on a connection of its own.
 pub fn request(
     method: &str,
     url: &str,
@@ -44,71 +45,106 @@ pub fn request(
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+    Conn::open(host)?.send(method, path, headers, body, true)
+}
+
+/// A kept-alive connection: requests one after another, as an app's HTTP client pool does.
+pub struct Conn {
+    host: String,
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// Connects to `host` (`127.0.0.1:PORT`).
+    pub fn open(host: &str) -> std::io::Result<Conn> {
+        let s = TcpStream::connect(host)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Conn {
+            host: host.to_string(),
+            r: BufReader::new(s),
+        })
     }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
+
+    /// Sends a request on this connection and reads its answer (`close`: ask the server to
+    /// close the connection after it).
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        close: bool,
+    ) -> std::io::Result<Answer> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Length: {}\r\n",
+            self.host,
+            if close { "Connection: close\r\n" } else { "" },
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let s = self.r.get_mut();
+        s.write_all(head.as_bytes())?;
+        s.write_all(body)?;
+        let r = &mut self.r;
+        let mut line = String::new();
         r.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
         loop {
             line.clear();
             r.read_line(&mut line)?;
-            let n = usize::from_str_radix(line.trim(), 16)
-                .map_err(|_| std::io::Error::other("bad chunk size"))?;
-            if n == 0 {
+            let l = line.trim_end();
+            if l.is_empty() {
                 break;
             }
-            let mut chunk = vec![0; n];
-            r.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk);
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                line.clear();
+                r.read_line(&mut line)?;
+                let n = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
+                if n == 0 {
+                    break;
+                }
+                let mut chunk = vec![0; n];
+                r.read_exact(&mut chunk)?;
+                body.extend_from_slice(&chunk);
+                line.clear();
+                r.read_line(&mut line)?;
+            }
+            // The (empty) trailer section ends the message.
             line.clear();
             r.read_line(&mut line)?;
+        } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            body.resize(n, 0);
+            r.read_exact(&mut body)?;
+        } else {
+            r.read_to_end(&mut body)?;
         }
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    } else {
-        r.read_to_end(&mut body)?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
 }
 
 pub fn get(url: &str) -> Answer {

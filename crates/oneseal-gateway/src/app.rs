@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use futures_util::TryStreamExt;
@@ -13,29 +13,32 @@ use oneseal_core::{b64, ErrorClass};
 
 use crate::config::MAX_MEDIA_BYTES;
 use crate::error::ApiError;
-use crate::upstream::pass_through;
+use crate::upstream::{pass_through, Pinned};
 use crate::Shared;
 
 /// `POST /v1/message`: a plain One API request, encrypted per policy, then forwarded.
 pub async fn message(
     State(g): State<Arc<Shared>>,
+    ConnectInfo(pin): ConnectInfo<Pinned>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward_json(&g, "/v1/message", &headers, &body).await
+    forward_json(&g, &pin, "/v1/message", &headers, &body).await
 }
 
 /// `POST /wa/messages`: the same for the legacy API.
 pub async fn legacy_messages(
     State(g): State<Arc<Shared>>,
+    ConnectInfo(pin): ConnectInfo<Pinned>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    forward_json(&g, "/wa/messages", &headers, &body).await
+    forward_json(&g, &pin, "/wa/messages", &headers, &body).await
 }
 
 async fn forward_json(
     g: &Shared,
+    pin: &Pinned,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -45,12 +48,9 @@ async fn forward_json(
         .encrypt_slice(body, false)
         .await
         .map_err(|e| ApiError::from_engine(&e))?;
-    let sealed = Bytes::from(sealed);
     let r = g
         .upstream
-        .send(Method::POST, path, headers, &[], &|| {
-            Ok(Body::from(sealed.clone()))
-        })
+        .send_pinned(pin, path, headers, Bytes::from(sealed))
         .await?;
     Ok(pass_through(r))
 }
