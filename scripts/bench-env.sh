@@ -1,16 +1,21 @@
 # Shared set-up of the gateway benchmarks (scripts/load.sh, scripts/clevertap_load.sh); sourced,
 # from the repository root. Installs what is missing (test prerequisites, wrk), builds the
 # release binary and the fake upstream, and provides:
-#   BIN, UP          oneseal and examples/fake_upstream
+#   BIN, UP, NGINX   oneseal, examples/fake_upstream, nginx
 #   WORK, PIDS       a scratch directory and the background processes, both cleaned up at exit
 #   port, wait_port  a free loopback port; wait until something listens on one
 #   start_moto UP_ARGS...   moto (KMS) and the fake upstream; sets MOTO, UPP, KEY (a new KMS
 #                    key) and exports the AWS settings that point at moto
 bash scripts/setup-test-env.sh
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "$(basename "$0"): installing wrk (Debian package)" >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
+# wrk (the load generator) and nginx (load.sh's reference proxy), from Debian.
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "$(basename "$0"): installing ${missing[*]} (Debian packages)" >&2
+  apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet -p oneseal-cli
 cargo build --release --quiet --example fake_upstream
