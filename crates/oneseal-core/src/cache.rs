@@ -249,6 +249,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A new data key from the provider, as the cache shares it.
+async fn generate(p: &dyn KeyProvider) -> Result<Arc<SealingKey>, KeyError> {
+    p.generate_data_key()
+        .await
+        .map(|dk| Arc::new(SealingKey::new(dk)))
+}
+
 impl KeyCache {
     /// Wraps `provider` with the given limits.
     pub fn new(provider: Arc<dyn KeyProvider>, cfg: CacheConfig) -> Self {
@@ -304,7 +311,7 @@ impl KeyCache {
                 .acquire()
                 .await
                 .map_err(|_| KeyError::Config("key cache closed".into()))?;
-            let k = Arc::new(SealingKey::new(self.provider.generate_data_key().await?));
+            let k = generate(self.provider.as_ref()).await?;
             k.uses.store(1, Ordering::Release);
             return Ok(k);
         }
@@ -341,12 +348,7 @@ impl KeyCache {
                     .clone()
             };
             let res = cell
-                .get_or_init(|| async {
-                    self.provider
-                        .generate_data_key()
-                        .await
-                        .map(|dk| Arc::new(SealingKey::new(dk)))
-                })
+                .get_or_init(|| generate(self.provider.as_ref()))
                 .await
                 .clone();
             {
@@ -380,13 +382,7 @@ impl KeyCache {
         let cell: Flight<SealingKey> = Arc::new(OnceCell::new());
         let (c, p) = (cell.clone(), self.provider.clone());
         rt.spawn(async move {
-            let _ = c
-                .get_or_init(|| async {
-                    p.generate_data_key()
-                        .await
-                        .map(|dk| Arc::new(SealingKey::new(dk)))
-                })
-                .await;
+            let _ = c.get_or_init(|| generate(p.as_ref())).await;
         });
         Some(cell)
     }

@@ -748,13 +748,14 @@ impl Engine {
                     let m = as_object_mut(m, &path)?;
                     refuse_existing_key(m, &path)?;
                     let key = self.sealing_key(&path, dry).await?;
-                    self.seal_keyed(
+                    self.seal_item(
                         m,
                         &self.policy.one_request,
                         key.as_deref(),
                         &mut path,
                         &mut nonces,
                     )?;
+                    put_key_blob(m, key.as_deref());
                 }
             }
             PayloadKind::LegacyRequest => {
@@ -802,13 +803,14 @@ impl Engine {
                         let m = as_object_mut(item, &path)?;
                         refuse_existing_key(m, &path)?;
                         let key = self.sealing_key(&path, dry).await?;
-                        self.seal_keyed(
+                        self.seal_item(
                             m,
                             &self.policy.one_callback,
                             key.as_deref(),
                             &mut path,
                             &mut nonces,
                         )?;
+                        put_key_blob(m, key.as_deref());
                     }
                 }
             }
@@ -1000,23 +1002,6 @@ impl Engine {
             },
             source,
         })
-    }
-
-    /// [`seal_item`](Self::seal_item) for an item that carries its own key (One API
-    /// messages and callback items): the key's blob goes into its `encryptionKey`.
-    fn seal_keyed(
-        &self,
-        m: &mut Map<String, Value>,
-        kind: &KindPolicy,
-        key: Option<&SealingKey>,
-        path: &mut String,
-        nonces: &mut NonceSource,
-    ) -> Result<(), Error> {
-        self.seal_item(m, kind, key, path, nonces)?;
-        if let Some(key) = key {
-            set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
-        }
-        Ok(())
     }
 
     fn seal_item(
@@ -1272,6 +1257,14 @@ fn sub_key_path(path: &str) -> String {
     let mut s = path.to_string();
     push_key(&mut s, ENCRYPTION_KEY);
     s
+}
+
+/// An item that carries its own key (One API messages and callback items): the blob of the
+/// key its values were sealed with goes into its `encryptionKey` (nothing on a dry run).
+fn put_key_blob(m: &mut Map<String, Value>, key: Option<&SealingKey>) {
+    if let Some(key) = key {
+        set_member(m, ENCRYPTION_KEY, Value::String(key.blob_b64().to_string()));
+    }
 }
 
 /// Replaces `key` in place if present, else appends it.

@@ -39,7 +39,7 @@ mod spool;
 mod tls;
 mod upstream;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -337,6 +337,20 @@ fn stack(router: Router, listener: &'static str, slots: Slots, cfg: &GatewayConf
     router.layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
 }
 
+/// The public (without TLS) and admin listeners: TCP with [`set_nodelay`] on every accepted
+/// connection.
+fn no_delay(
+    l: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    axum::serve::ListenerExt::tap_io(l, set_nodelay as fn(&mut tokio::net::TcpStream))
+}
+
+/// Every accepted connection, plain or TLS: answers go out at once (without TCP_NODELAY a
+/// response split over two segments waits for the client's delayed ACK).
+pub(crate) fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
 async fn livez() -> &'static str {
     "ok\n"
 }
@@ -555,28 +569,17 @@ pub async fn run(
         });
     }
     tracing::info!(app = %cfg.app_listen, public = %cfg.public_listen, public_tls = cfg.public_tls.is_some(), admin = %cfg.admin_listen, upstream = %cfg.upstream, "oneseal gateway listening");
-    let serve = |l: tokio::net::TcpListener, r: Router| {
-        let stop = stop.clone();
-        // As on the app listener (`AppListener`): answers go out at once.
-        let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
-            axum::serve(l, r)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        })
-    };
+    // Each listener's server, stopping (and then draining) when `stop` is cancelled.
+    let stopped = || stop.clone().cancelled_owned();
     // The app listener: each connection gets its own upstream connection (`Pinned`).
-    let app = {
-        let stop = stop.clone();
-        let svc = app_router.into_make_service_with_connect_info::<upstream::Pinned>();
-        tokio::spawn(async move {
-            axum::serve(upstream::AppListener(app_l), svc)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        })
-    };
+    let app = tokio::spawn(
+        axum::serve(
+            upstream::AppListener(app_l),
+            app_router.into_make_service_with_connect_info::<upstream::Pinned>(),
+        )
+        .with_graceful_shutdown(stopped())
+        .into_future(),
+    );
     let public = match &cfg.public_tls {
         Some(tls) => {
             let l = tls::TlsListener::new(pub_l, tls.clone(), stop.clone()).map_err(|source| {
@@ -586,16 +589,24 @@ pub async fn run(
                     source,
                 }
             })?;
-            let stop = stop.clone();
-            tokio::spawn(async move {
+            tokio::spawn(
                 axum::serve(l, public_router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            })
+                    .with_graceful_shutdown(stopped())
+                    .into_future(),
+            )
         }
-        None => serve(pub_l, public_router),
+        None => tokio::spawn(
+            axum::serve(no_delay(pub_l), public_router)
+                .with_graceful_shutdown(stopped())
+                .into_future(),
+        ),
     };
-    let servers = [app, public, serve(adm_l, admin_router)];
+    let admin = tokio::spawn(
+        axum::serve(no_delay(adm_l), admin_router)
+            .with_graceful_shutdown(stopped())
+            .into_future(),
+    );
+    let servers = [app, public, admin];
     stop.cancelled().await;
     let drained = tokio::time::timeout(DRAIN, async {
         for s in servers {

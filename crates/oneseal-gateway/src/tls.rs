@@ -35,7 +35,7 @@ impl TlsListener {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             loop {
-                let (sock, peer) = tokio::select! {
+                let (mut sock, peer) = tokio::select! {
                     _ = stop.cancelled() => return,
                     r = tcp.accept() => match r {
                         Ok(x) => x,
@@ -47,7 +47,7 @@ impl TlsListener {
                         }
                     },
                 };
-                let _ = sock.set_nodelay(true);
+                crate::set_nodelay(&mut sock);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(sock)).await {

@@ -38,12 +38,16 @@ fn https_connector() -> Result<Https, std::io::Error> {
 
 /// The pooled HTTP(S) client every outgoing call uses but the pinned ones.
 pub fn https_client() -> Result<Client<Https, Body>, std::io::Error> {
+    Ok(pool(https_connector()?))
+}
+
+fn pool(connector: Https) -> Client<Https, Body> {
     // No cap on idle connections per host: under 1500 concurrent requests a cap makes the
     // pool close and reopen connections on every request (measured: a cap of 256 cost
     // throughput); idle ones go after 20 s anyway.
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(IDLE)
-        .build(https_connector()?))
+        .build(connector)
 }
 
 /// An app connection's own connection to the platform, for the message routes.
@@ -70,8 +74,10 @@ struct PinnedState {
     conn: Mutex<Option<(SendRequest<Body>, Instant)>>,
 }
 
-/// The app listener: TCP, TCP_NODELAY on each accepted connection, and a new [`Pinned`] for
-/// each connection, which axum hands to every request of it as `ConnectInfo<Pinned>`.
+/// The app listener: TCP with [`crate::set_nodelay`] on each accepted connection, and a new
+/// [`Pinned`] for each connection, which axum hands to every request of it as
+/// `ConnectInfo<Pinned>`. A type of its own, not axum's `TapIo`: axum already implements
+/// `Connected` for a `TapIo` listener's streams (giving the peer address).
 pub struct AppListener(pub tokio::net::TcpListener);
 
 impl axum::serve::Listener for AppListener {
@@ -79,10 +85,8 @@ impl axum::serve::Listener for AppListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        // Answers go out at once: without TCP_NODELAY a response split over two segments
-        // waits for the client's delayed ACK.
-        let _ = io.set_nodelay(true);
+        let (mut io, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        crate::set_nodelay(&mut io);
         (io, addr)
     }
 
@@ -133,16 +137,27 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// Headers of the caller's request passed on upstream; everything else stays here.
-const PASSED_ON: [header::HeaderName; 3] =
-    [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+/// `req` with the caller's headers that are passed on upstream: `Authorization`,
+/// `Content-Type` and `Accept`; everything else stays here.
+fn passed_on(
+    mut req: axum::http::request::Builder,
+    headers: &HeaderMap,
+) -> axum::http::request::Builder {
+    for h in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = headers.get(&h) {
+            req = req.header(h, v);
+        }
+    }
+    req
+}
 
 impl Upstream {
     /// A client for `base` (scheme and authority only).
     pub fn new(base: Uri, timeout: Duration) -> Result<Upstream, std::io::Error> {
+        let connector = https_connector()?;
         Ok(Upstream {
-            client: https_client()?,
-            connector: https_connector()?,
+            client: pool(connector.clone()),
+            connector,
             base,
             timeout,
         })
@@ -172,10 +187,7 @@ impl Upstream {
             HeaderValue::from_static("application/json"),
         );
         let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        self.send(Method::POST, path, &h, &[], &|| {
-            Ok(Body::from(body.clone()))
-        })
-        .await
+        self.post(path, &h, &body).await
     }
 
     /// `path_and_query` on the configured upstream: never another host.
@@ -212,12 +224,10 @@ impl Upstream {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut req = Request::builder().method(method.clone()).uri(url.clone());
-            for h in PASSED_ON.iter() {
-                if let Some(v) = headers.get(h) {
-                    req = req.header(h, v);
-                }
-            }
+            let mut req = passed_on(
+                Request::builder().method(method.clone()).uri(url.clone()),
+                headers,
+            );
             for (k, v) in extra {
                 req = req.header(k, v);
             }
@@ -244,7 +254,8 @@ impl Upstream {
         }
     }
 
-    async fn send_pooled(
+    /// [`Upstream::send`] of a POST with `body`.
+    async fn post(
         &self,
         path_and_query: &str,
         headers: &HeaderMap,
@@ -294,7 +305,7 @@ impl Upstream {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response<hyper::body::Incoming>, ApiError> {
-        let pooled = || self.send_pooled(path_and_query, headers, &body);
+        let pooled = || self.post(path_and_query, headers, &body);
         if !pin.0.seen.swap(true, Ordering::Relaxed) {
             return pooled().await;
         }
@@ -306,22 +317,19 @@ impl Upstream {
             },
         };
         let authority = self.base.authority().map(|a| a.as_str()).unwrap_or("");
-        let mut req = Request::builder()
+        let req = Request::builder()
             .method(Method::POST)
             .uri(path_and_query)
             .header(header::HOST, authority);
-        for h in PASSED_ON.iter() {
-            if let Some(v) = headers.get(h) {
-                req = req.header(h, v);
-            }
-        }
-        let req = req.body(Body::from(body.clone())).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "bad request path or headers",
-            )
-        })?;
+        let req = passed_on(req, headers)
+            .body(Body::from(body.clone()))
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "bad request path or headers",
+                )
+            })?;
         let sent = tokio::time::timeout(self.timeout, async {
             conn.ready().await.ok()?;
             Some(conn.try_send_request(req).await)

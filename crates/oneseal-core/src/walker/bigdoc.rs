@@ -23,9 +23,9 @@ use serde_json::{Map, Value};
 use tokio::runtime::Handle;
 
 use super::{
-    as_object_mut, detect_shape, item_key, message_path, push_index, refuse_existing_key,
-    sub_key_path, Blobs, DocKeys, Engine, KeyPlacement, Markers, PayloadKind, Report, Shape,
-    ENCRYPTION_KEY, MAX_DISTINCT_KEYS,
+    as_object_mut, detect_shape, item_key, message_path, push_index, put_key_blob,
+    refuse_existing_key, sub_key_path, Blobs, DocKeys, Engine, KeyPlacement, Markers, PayloadKind,
+    Report, Shape, ENCRYPTION_KEY, MAX_DISTINCT_KEYS,
 };
 use crate::cache::SealingKey;
 use crate::error::{type_name, Error};
@@ -791,13 +791,15 @@ impl Engine {
                         let m = as_object_mut(&mut v, path)?;
                         let key = rt.block_on(self.key_at(path))?;
                         let policy = &self.policy.one_request;
-                        self.seal_keyed(m, policy, Some(&key), path, &mut nonces)?;
+                        self.seal_item(m, policy, Some(&key), path, &mut nonces)?;
+                        put_key_blob(m, Some(&key));
                     }
                     (Some(ty), PayloadKind::OneCallback) if !self.is_plain_event(ty) => {
                         let m = as_object_mut(&mut v, path)?;
                         let key = rt.block_on(self.key_at(path))?;
                         let policy = &self.policy.one_callback;
-                        self.seal_keyed(m, policy, Some(&key), path, &mut nonces)?;
+                        self.seal_item(m, policy, Some(&key), path, &mut nonces)?;
+                        put_key_blob(m, Some(&key));
                     }
                     _ => {}
                 }
