@@ -16,9 +16,9 @@ use support::http::{self, eventually, free_port, get, post_json, python_server, 
 use support::*;
 
 const CT_USER: &str = "clevertap";
-const CT_PASS: &str = "ct-basic-pw";
+const CT_PASS: &str = "ct-basic-password-long";
 const CB_USER: &str = "clickatell";
-const CB_PASS: &str = "cb-basic-pw";
+const CB_PASS: &str = "cb-basic-password-long";
 const LINK_SECRET: &str = "0123456789abcdef0123456789abcdef-link-secret";
 /// The bridge's One API key (what the fake platform expects on downloads).
 const API_KEY: &str = "Bearer app-key";
@@ -690,7 +690,7 @@ fn platform_callbacks_reach_clevertap_decrypted_in_its_formats() {
 
 #[test]
 fn overload_is_answered_429_and_bad_config_is_named() {
-    let r = Rig::with("max_in_flight = 2\nupstream_timeout_seconds = 3");
+    let r = Rig::with("public_max_in_flight = 2\nupstream_timeout_seconds = 3");
     post_json(
         &format!("http://127.0.0.1:{}/_mode", r.platform_port),
         &json!({"mode": "hang"}),

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,9 +56,15 @@ impl Rig {
 
     fn config(&self, flows: &str) -> PathBuf {
         let [p, m] = self.ports;
+        // Without an app secret the route is unauthenticated, which must be said explicitly.
+        let open = if flows.contains("app_secret_env") {
+            ""
+        } else {
+            "allow_unauthenticated = true\n"
+        };
         let text = format!(
             "[gateway]\napp_listen = \"127.0.0.1:{}\"\npublic_listen = \"127.0.0.1:{p}\"\nadmin_listen = \"127.0.0.1:{m}\"\n\
-             spool_dir = \"{}\"\n{}\n[gateway.flows]\nforward_to = \"http://127.0.0.1:{}/flow\"\n{flows}\n",
+             spool_dir = \"{}\"\nallow_local_key = true\n{}\n[gateway.flows]\nforward_to = \"http://127.0.0.1:{}/flow\"\n{open}{flows}\n",
             free_port(),
             self.p("spool"),
             self.gateway_extra,
@@ -173,6 +180,10 @@ fn python_keys(rig: &Rig, sub: &str) -> PathBuf {
         PASSPHRASE,
     ]);
     assert!(ok, "{out}");
+    // Another tool writes keys with its own umask; the gateway reads only owner-only keys.
+    for k in ["pkcs8.pem", "pkcs1.pem", "pkcs8-enc.pem"] {
+        std::fs::set_permissions(d.join(k), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     d
 }
 
@@ -426,6 +437,11 @@ fn flows_keys_from_another_tool_and_config_errors() {
         d.join("pkcs1.pem").display()
     ));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("allow_unauthenticated"),
+        "{}",
+        stderr(&o)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("flows /flows"));
 }
 
@@ -479,4 +495,47 @@ fn the_public_listener_speaks_tls_when_given_a_certificate() {
     let o = rig.check_config(&format!("private_key = \"{private}\"\n"));
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("gateway.tls_key"), "{}", stderr(&o));
+}
+
+/// Regression: a private key readable by group or others was loaded (ssh refuses it).
+#[test]
+fn a_private_key_readable_by_others_is_refused() {
+    let rig = Rig::new();
+    let d = python_keys(&rig, "py");
+    let key = d.join("pkcs8.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = rig.check_config(&format!("private_key = \"{}\"\n", key.display()));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("gateway.flows.private_key") && stderr(&o).contains("chmod 600"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Every public route authenticates: no app secret and no explicit opt-out is a config error.
+#[test]
+fn flows_without_an_app_secret_does_not_start_unless_allowed() {
+    let rig = Rig::new();
+    let (private, _) = keygen(&rig, "k");
+    // `config` adds the opt-out when no app secret is named; name one that is set to nothing
+    // of the kind and remove the opt-out by writing the table by hand.
+    let path = rig.config(&format!(
+        "private_key = \"{private}\"\napp_secret_env = \"X\"\n"
+    ));
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("app_secret_env = \"X\"\n", "");
+    std::fs::write(&path, text).unwrap();
+    let o = rig
+        .cmd(&path, &["gateway", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("gateway.flows.app_secret_env")
+            && stderr(&o).contains("allow_unauthenticated"),
+        "{}",
+        stderr(&o)
+    );
 }

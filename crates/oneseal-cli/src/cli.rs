@@ -231,6 +231,11 @@ pub struct EncryptArgs {
     #[arg(long, value_name = "API")]
     pub api: Option<String>,
 
+    /// Refuse any member that is not a policy leaf, a documented routing member or a
+    /// `passthrough` path of the config file (instead of sending it as it is).
+    #[arg(long)]
+    pub strict: bool,
+
     /// Pretty-print the JSON output.
     #[arg(long, conflicts_with = "ndjson")]
     pub pretty: bool,

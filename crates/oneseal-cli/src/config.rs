@@ -38,6 +38,11 @@ pub struct FileConfig {
     #[serde(default)]
     pub fields: Vec<String>,
     pub api: Option<String>,
+    /// Strict mode for `encrypt` (as `--strict`).
+    pub strict: Option<bool>,
+    /// Paths strict mode sends as they are.
+    #[serde(default)]
+    pub passthrough: Vec<String>,
     #[serde(default)]
     pub encryption_context: BTreeMap<String, String>,
     /// `[gateway]` (DESIGN §8), validated by `oneseal gateway`.
@@ -144,7 +149,7 @@ pub fn api(flag: Option<&str>, file: &ConfigFile) -> Result<Api, CliError> {
 
 /// The built-in policy plus `fields` from the file and `--field`s, each checked (no `**`
 /// alone, no routing fields).
-pub fn policy(cli_fields: &[String], file: &ConfigFile) -> Result<Policy, CliError> {
+pub fn policy(cli_fields: &[String], strict: bool, file: &ConfigFile) -> Result<Policy, CliError> {
     let mut extra = Vec::new();
     for f in &file.values.fields {
         let ps = FieldPath::parse_many(f).map_err(|e| file.err("fields", e))?;
@@ -158,9 +163,26 @@ pub fn policy(cli_fields: &[String], file: &ConfigFile) -> Result<Policy, CliErr
             FieldPath::parse_many(f).map_err(|e| CliError::usage(format!("--field: {e}")))?,
         );
     }
-    Policy::default()
+    let policy = Policy::default()
         .with_extra_fields(&extra)
-        .map_err(|e| CliError::usage(format!("--field: {e}")))
+        .map_err(|e| CliError::usage(format!("--field: {e}")))?;
+    if !(strict || file.values.strict == Some(true)) {
+        return Ok(policy);
+    }
+    Ok(policy.strict(passthrough(&file.values.passthrough, "passthrough", file)?))
+}
+
+/// `passthrough` paths (config key `key`), parsed.
+pub fn passthrough(
+    paths: &[String],
+    key: &str,
+    file: &ConfigFile,
+) -> Result<Vec<FieldPath>, CliError> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend(FieldPath::parse_many(p).map_err(|e| file.err(key, e))?);
+    }
+    Ok(out)
 }
 
 /// Key-cache limits from the file, bounded (DESIGN §2).
@@ -290,8 +312,14 @@ impl Keys {
         }
         Ok(Arc::new(LazyLocal {
             path: path.clone(),
+            create: true,
             cell: OnceCell::new(),
         }))
+    }
+
+    /// Whether new data keys come from the local key (no KMS key id).
+    pub fn uses_local_key(&self) -> bool {
+        self.kms.key_id.is_none()
     }
 
     /// Whether KMS is plausibly in use (a key id, region, profile or endpoint configured, or
@@ -326,10 +354,15 @@ impl Keys {
     }
 
     /// The provider for unwrapping: routes `OSL1` blobs to the local key, others to KMS.
+    /// The local key is read when the first local blob needs it, not at start: in
+    /// `oneseal encrypt … | oneseal decrypt` the encrypting end creates it meanwhile.
     pub fn decrypt_provider(&self) -> Result<Arc<dyn KeyProvider>, CliError> {
         let local: Result<Arc<dyn KeyProvider>, String> = match &self.local_path {
-            Ok((p, _)) if p.exists() => Ok(Arc::new(LocalProvider::load(p)?)),
-            Ok((p, _)) => Err(p.display().to_string()),
+            Ok((p, _)) => Ok(Arc::new(LazyLocal {
+                path: p.clone(),
+                create: false,
+                cell: OnceCell::new(),
+            })),
             Err(e) => Err(e.message.clone()),
         };
         let remote = AwsKmsProvider::new(self.kms.clone()).into_dyn();
@@ -337,10 +370,13 @@ impl Keys {
     }
 }
 
-/// The local provider, loaded (or created, with a note on stderr) at its first use.
+/// The local provider, loaded (or, for encryption, created with a note on stderr) at its
+/// first use.
 #[derive(Debug)]
 struct LazyLocal {
     path: PathBuf,
+    /// Create the key when it does not exist (encryption); else a missing key is an error.
+    create: bool,
     cell: OnceCell<LocalProvider>,
 }
 
@@ -349,7 +385,14 @@ impl LazyLocal {
         if let Some(p) = self.cell.get() {
             return Ok(p);
         }
-        let (p, outcome) = LocalProvider::init(&self.path)?;
+        let (p, outcome) = if self.create {
+            LocalProvider::init(&self.path)?
+        } else {
+            (
+                LocalProvider::load(&self.path)?,
+                InitOutcome::AlreadyExisted,
+            )
+        };
         if outcome == InitOutcome::Created {
             eprintln!(
                 "oneseal: created local key {} at {} (for development and offline use; the platform cannot decrypt it)",
@@ -368,6 +411,12 @@ impl KeyProvider for LazyLocal {
         self.get()?.generate_data_key().await
     }
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
+        if !self.create && self.cell.get().is_none() && !self.path.exists() {
+            return Err(KeyError::NoLocalKey {
+                blob_key_id: oneseal_core::local::blob_key_id(blob).unwrap_or_else(|| "?".into()),
+                path: self.path.display().to_string(),
+            });
+        }
         self.get()?.decrypt_data_key(blob).await
     }
 }
@@ -404,7 +453,10 @@ mod tests {
         let e = cache_config(false, &f).unwrap_err();
         assert!(e.message.contains("max_messages_per_key"), "{}", e.message);
         let f = file_with("fields = [\"**\"]\n").unwrap();
-        assert!(policy(&[], &f).unwrap_err().message.contains("fields"));
+        assert!(policy(&[], false, &f)
+            .unwrap_err()
+            .message
+            .contains("fields"));
     }
 
     #[test]

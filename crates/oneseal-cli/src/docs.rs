@@ -26,13 +26,14 @@ fn common(
     input: Option<&Path>,
     output: Option<&Path>,
     fields: &[String],
+    strict: bool,
     api: Option<&str>,
     keys: &crate::cli::KeyArgs,
     file: &ConfigFile,
 ) -> Result<Common, CliError> {
     let c = Common {
         api: config::api(api, file)?,
-        policy: config::policy(fields, file)?,
+        policy: config::policy(fields, strict, file)?,
         keys: config::keys(keys, file)?,
         output: Output::from_arg(output)?,
         name: io::input_name(input),
@@ -48,10 +49,25 @@ pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         a.input.as_deref(),
         a.output.as_deref(),
         &a.fields,
+        a.strict,
         a.api.as_deref(),
         &a.keys,
         file,
     )?;
+    let local = c.keys.uses_local_key();
+    let r = encrypt_with(a, c, suite, cache_cfg).await;
+    if r.is_ok() && local {
+        eprintln!("oneseal: note: encrypted with the local key; the platform cannot decrypt it (use --kms-key-id for real messages)");
+    }
+    r
+}
+
+async fn encrypt_with(
+    a: EncryptArgs,
+    c: Common,
+    suite: oneseal_core::Suite,
+    cache_cfg: oneseal_core::CacheConfig,
+) -> Result<(), CliError> {
     let provider = c.keys.encrypt_provider()?;
     prepare(&c.keys, &provider);
     let cache = Arc::new(KeyCache::new(provider, cache_cfg));
@@ -137,6 +153,7 @@ pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         a.input.as_deref(),
         a.output.as_deref(),
         &a.fields,
+        false,
         a.api.as_deref(),
         &a.keys,
         file,

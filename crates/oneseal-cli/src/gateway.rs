@@ -26,9 +26,12 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
     }
     // The key settings come from the environment and the config file (no flags here).
     let keys = config::keys(&KeyArgs::from_env(), file)?;
+    cfg.check_local_key(keys.uses_local_key())
+        .map_err(|e| file.err(&e.key, e.message))?;
     let parts = Parts {
         provider: keys.gateway_provider()?,
-        policy: config::policy(&[], file)?,
+        // Strict mode and passthrough are the gateway's own settings ([gateway] strict).
+        policy: config::policy(&[], false, file)?,
         suite: config::suite::<oneseal_core::Suite>(
             std::env::var("ONESEAL_SUITE").ok().as_deref(),
             file,
@@ -45,6 +48,9 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
         },
     };
     if a.check_config {
+        for w in &cfg.warnings {
+            eprintln!("oneseal: warning: {w}");
+        }
         println!(
             "configuration OK: app {}, public {}, admin {}, upstream {}, spool {}{}{}{}",
             cfg.app_listen,

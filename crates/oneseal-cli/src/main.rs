@@ -141,6 +141,7 @@ fn watch_signals() -> Result<(), CliError> {
 }
 
 fn init_logging(verbose: u8, color: &str, json: bool) {
+    use tracing_subscriber::field::MakeExt;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
@@ -164,13 +165,45 @@ fn init_logging(verbose: u8, color: &str, json: bool) {
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // Text logs escape control characters in every field value: a value a caller chose (a
+    // JSON member name in an error, a header) can never start a forged log line or send
+    // terminal escapes. JSON logs are escaped by their encoder.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let raw = format!("{value:?}");
+        let text = escape_controls(&raw);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ");
     let _ = if json {
         fmt.json().try_init()
     } else if base_is_service(verbose) {
-        fmt.with_ansi(ansi).try_init()
+        fmt.fmt_fields(fields).with_ansi(ansi).try_init()
     } else {
-        fmt.with_ansi(ansi).without_time().try_init()
+        fmt.fmt_fields(fields)
+            .with_ansi(ansi)
+            .without_time()
+            .try_init()
     };
+}
+
+/// `text` with every control character (newlines, escapes, …) written as its Rust escape.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Timestamps only where logs are a service's (the gateway runs at verbosity 1 or more).
@@ -231,4 +264,17 @@ fn completions(shell: &str) -> Result<(), CliError> {
         &mut std::io::stdout(),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: a forged log line through a value a caller chose.
+    #[test]
+    fn control_characters_in_log_values_are_escaped() {
+        assert_eq!(
+            super::escape_controls("a\nINFO forged\u{1b}[31m"),
+            "a\\nINFO forged\\u{1b}[31m"
+        );
+        assert_eq!(super::escape_controls("plain"), "plain");
+    }
 }

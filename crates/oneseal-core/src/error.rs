@@ -76,6 +76,24 @@ pub enum Error {
         /// The provider's error.
         source: KeyError,
     },
+    /// Strict mode: a member the policy does not know for this payload kind. Never forwarded
+    /// in clear: the caller lists it in `passthrough` (sent as it is) or as a field (encrypted).
+    #[error("{path}: not a member oneseal knows for a {kind}; strict mode refuses to send it in clear (list it in passthrough to send it as it is, or as a field to encrypt it)")]
+    UnknownMember {
+        /// JSON path of the member.
+        path: String,
+        /// The payload kind's name.
+        kind: &'static str,
+    },
+    /// A document that mixes One API and legacy messages (or members): whichever policy ran,
+    /// the other family's content would stay in plaintext.
+    #[error("{path}: {message}")]
+    MixedFamilies {
+        /// JSON path of the first member of the other family.
+        path: String,
+        /// Which members of which family, and what to do.
+        message: String,
+    },
     /// Encrypt was asked to encrypt something that already carries an `encryptionKey`.
     #[error("{path}: already has an encryptionKey; is this document already encrypted? (decrypt it first, or remove the key)")]
     AlreadyEncrypted {
@@ -96,7 +114,9 @@ impl Error {
             | Error::Key { path, .. }
             | Error::EmptyKey { path }
             | Error::TooManyKeys { path, .. }
-            | Error::AlreadyEncrypted { path } => Some(path),
+            | Error::AlreadyEncrypted { path }
+            | Error::UnknownMember { path, .. }
+            | Error::MixedFamilies { path, .. } => Some(path),
             Error::Json(_) | Error::UnknownPayload(_) | Error::ApiMismatch(_) => None,
         }
     }
@@ -111,7 +131,9 @@ impl Error {
             | Error::BadHash { .. }
             | Error::EmptyKey { .. }
             | Error::TooManyKeys { .. }
-            | Error::AlreadyEncrypted { .. } => ErrorClass::Input,
+            | Error::AlreadyEncrypted { .. }
+            | Error::UnknownMember { .. }
+            | Error::MixedFamilies { .. } => ErrorClass::Input,
             Error::ApiMismatch(_) => ErrorClass::Config,
             Error::Crypto { .. } | Error::HashMismatch { .. } => ErrorClass::Crypto,
             Error::Key { source, .. } => source.class(),

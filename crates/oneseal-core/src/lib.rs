@@ -50,6 +50,7 @@ pub mod policy;
 pub mod provider;
 pub mod secret;
 pub mod stream;
+pub mod strict;
 pub mod suite;
 pub mod walker;
 

@@ -185,6 +185,13 @@ pub struct Policy {
     pub legacy_callback: KindPolicy,
     /// One API callback event types that carry no encrypted content.
     pub plain_events: Vec<String>,
+    /// Strict mode: encrypting refuses any member that is neither a policy leaf, nor a
+    /// routing/bookkeeping member the references document for the kind, nor listed in
+    /// `passthrough` (see [`crate::strict`]).
+    pub strict: bool,
+    /// Paths (relative to a message or item) strict mode forwards as they are, with
+    /// everything below them.
+    pub passthrough: Vec<FieldPath>,
 }
 
 fn paths(list: &[&str]) -> Vec<FieldPath> {
@@ -248,6 +255,8 @@ impl Default for Policy {
             one_callback: callback.clone(),
             legacy_callback: callback,
             plain_events: vec!["messageStatusUpdate".to_string()],
+            strict: false,
+            passthrough: Vec::new(),
         }
     }
 }
@@ -319,6 +328,13 @@ impl FieldPath {
 }
 
 impl Policy {
+    /// Turns strict mode on, forwarding `passthrough` paths as they are.
+    pub fn strict(mut self, passthrough: Vec<FieldPath>) -> Self {
+        self.strict = true;
+        self.passthrough = passthrough;
+        self
+    }
+
     /// Adds user paths (`--field`) to every kind; duplicates are ignored. Each is checked with
     /// [`FieldPath::check_user_path`] first.
     pub fn with_extra_fields(mut self, extra: &[FieldPath]) -> Result<Self, PathError> {

@@ -170,6 +170,17 @@ fn detect_shape(shape: &Shape, api: Api) -> Result<PayloadKind, Error> {
             found,
         })?;
         let one = &markers.one;
+        // In every mode: whichever family's policy ran, the other's content would be sent
+        // in plaintext (a legacy top-level `caption` is not One API's `media.caption`).
+        if let (Some((i, one)), Some((j, legacy))) = (one, &markers.legacy) {
+            return Err(Error::MixedFamilies {
+                path: format!("messages[{j}].{}", legacy.join(", ")),
+                message: format!(
+                    "a legacy member in a document with One API members (messages[{i}] has {}); One API puts captions and content types under \"media\" — send One API and legacy messages in separate requests",
+                    one.join(", ")
+                ),
+            });
+        }
         return match api {
             Api::One => match &markers.legacy {
                 Some((i, found)) if one.is_none() => Err(Error::ApiMismatch(format!(
@@ -341,14 +352,40 @@ impl Node {
 struct Compiled {
     all: Node,
     no_content: Node,
+    /// Strict mode: the members an item of this kind may have.
+    allowed: Option<crate::strict::Allowed>,
+    /// Strict mode: the members its document may have beside the items.
+    top: &'static [&'static str],
+    name: &'static str,
 }
 
 impl Compiled {
-    fn new(kind: &KindPolicy) -> Compiled {
+    fn new(kind: &KindPolicy, payload: PayloadKind, policy: &Policy) -> Compiled {
+        use crate::strict::*;
         let content = kind.inline_media.as_ref().map(|im| &im.content);
+        let (known, top): (&[&str], &'static [&'static str]) = match payload {
+            PayloadKind::OneRequest => (ONE_REQUEST_KNOWN, ONE_REQUEST_TOP),
+            PayloadKind::LegacyRequest => (LEGACY_REQUEST_KNOWN, LEGACY_REQUEST_TOP),
+            PayloadKind::OneCallback => (CALLBACK_KNOWN, ONE_CALLBACK_TOP),
+            PayloadKind::LegacyCallback => (CALLBACK_KNOWN, &[]),
+        };
         Compiled {
             all: Node::build(&kind.fields),
             no_content: Node::build(kind.fields.iter().filter(|f| Some(*f) != content)),
+            allowed: policy
+                .strict
+                .then(|| Allowed::new(kind, known, &policy.passthrough)),
+            top,
+            name: payload.name(),
+        }
+    }
+
+    /// Strict mode's check of a document's top-level members (the items are checked one by
+    /// one as they are sealed).
+    fn check_top(&self, top: &Map<String, Value>) -> Result<(), Error> {
+        match self.allowed {
+            Some(_) if !self.top.is_empty() => crate::strict::check_top(top, self.top, self.name),
+            _ => Ok(()),
         }
     }
 }
@@ -552,10 +589,14 @@ impl Engine {
             || policy.legacy_request.fields.len() != defaults.legacy_request.fields.len()
             || policy.one_callback.fields.len() != defaults.one_callback.fields.len();
         let compiled = Arc::new([
-            Compiled::new(&policy.one_request),
-            Compiled::new(&policy.legacy_request),
-            Compiled::new(&policy.one_callback),
-            Compiled::new(&policy.legacy_callback),
+            Compiled::new(&policy.one_request, PayloadKind::OneRequest, &policy),
+            Compiled::new(&policy.legacy_request, PayloadKind::LegacyRequest, &policy),
+            Compiled::new(&policy.one_callback, PayloadKind::OneCallback, &policy),
+            Compiled::new(
+                &policy.legacy_callback,
+                PayloadKind::LegacyCallback,
+                &policy,
+            ),
         ]);
         Engine {
             cache,
@@ -674,6 +715,15 @@ impl Engine {
         res.map(|()| media)
     }
 
+    fn compiled_kind(&self, kind: PayloadKind) -> &Compiled {
+        &self.compiled[match kind {
+            PayloadKind::OneRequest => 0,
+            PayloadKind::LegacyRequest => 1,
+            PayloadKind::OneCallback => 2,
+            PayloadKind::LegacyCallback => 3,
+        }]
+    }
+
     fn compiled_for(&self, kind: &KindPolicy) -> &Compiled {
         let p = &self.policy;
         let i = if std::ptr::eq(kind, &p.one_request) {
@@ -704,6 +754,83 @@ impl Engine {
         self.encrypt_document(&mut doc).await?;
         // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
         serialize_sized(&doc, pretty, input.len() * 2 + 4096)
+    }
+
+    /// An engine sharing this one's key cache and policy that assumes `api` (the gateway's
+    /// routes decide the family: `/v1/message` is One API, `/wa/messages` legacy).
+    pub fn for_api(&self, api: Api) -> Engine {
+        let mut e = self.clone();
+        e.opts.api = api;
+        e
+    }
+
+    /// [`Engine::encrypt_slice`] for a request body: anything but a request (a callback) is
+    /// bad input, refused before any key is made.
+    pub async fn encrypt_request_slice(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut doc = parse(input)?;
+        let kind = detect(&doc, self.opts.api)?;
+        if !matches!(kind, PayloadKind::OneRequest | PayloadKind::LegacyRequest) {
+            return Err(Error::UnknownPayload(format!(
+                "this is a {}, not a request: send {{\"messages\":[…]}}",
+                kind.name()
+            )));
+        }
+        self.encrypt_pass(&mut doc, kind, true).await?;
+        self.encrypt_pass(&mut doc, kind, false).await?;
+        serialize_sized(&doc, false, input.len() * 2 + 4096)
+    }
+
+    /// The path of the first callback item that carries content — a policy leaf, or media
+    /// `files` — without an `encryptionKey`. In an encrypted integration the platform never
+    /// sends such an item, so it is a forgery or a misconfiguration; status updates and plain
+    /// event types carry no content and never match. `None` for requests.
+    pub fn plaintext_content(&self, doc: &Value) -> Option<String> {
+        let has_content = |m: &Map<String, Value>, kind: &KindPolicy| {
+            let present = |keys: &[&str]| {
+                let mut v = m.get(*keys.first()?)?;
+                for k in &keys[1..] {
+                    v = v.get(k)?;
+                }
+                (!v.is_null()).then_some(())
+            };
+            m.get("files").is_some_and(|f| !f.is_null())
+                || kind.fields.iter().any(|p| {
+                    let keys: Vec<&str> = p
+                        .segments()
+                        .iter()
+                        .map_while(|s| match s {
+                            Segment::Key(k) => Some(k.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    present(&keys).is_some()
+                })
+        };
+        let unkeyed =
+            |m: &Map<String, Value>| matches!(m.get(ENCRYPTION_KEY), None | Some(Value::Null));
+        match detect(doc, Api::Auto).ok()? {
+            PayloadKind::OneCallback => {
+                let events = doc.get("event")?.as_object()?;
+                for (ty, items) in events {
+                    if self.policy.plain_events.iter().any(|e| e == ty) {
+                        continue;
+                    }
+                    for (i, it) in items.as_array().into_iter().flatten().enumerate() {
+                        let Some(m) = it.as_object() else { continue };
+                        if unkeyed(m) && has_content(m, &self.policy.one_callback) {
+                            return Some(format!("event.{ty}[{i}]"));
+                        }
+                    }
+                }
+                None
+            }
+            PayloadKind::LegacyCallback => {
+                let m = doc.as_object()?;
+                (unkeyed(m) && has_content(m, &self.policy.legacy_callback))
+                    .then(|| "(callback)".to_string())
+            }
+            _ => None,
+        }
     }
 
     /// Parses, decrypts and serializes a document.
@@ -740,6 +867,9 @@ impl Engine {
         };
         let mut path = String::new();
         let mut nonces = NonceSource::new();
+        if dry {
+            self.compiled_kind(kind).check_top(top)?;
+        }
         match kind {
             PayloadKind::OneRequest => {
                 let msgs = messages_mut(top)?;
@@ -1012,6 +1142,13 @@ impl Engine {
         path: &mut String,
         nonces: &mut NonceSource,
     ) -> Result<(), Error> {
+        if key.is_none() {
+            // The dry pass (tree and streamed paths alike) checks every item before any key
+            // is made: strict mode refuses what the policy does not know.
+            if let Some(allowed) = &self.compiled_for(kind).allowed {
+                allowed.check(m, path, self.compiled_for(kind).name)?;
+            }
+        }
         let suite = self.opts.suite;
         let mut scratch = Vec::new();
         let mut sealed = 0u64;

@@ -9,43 +9,45 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use futures_util::TryStreamExt;
-use oneseal_core::{b64, ErrorClass};
+use oneseal_core::b64;
 
+use crate::body::JsonBody;
 use crate::config::MAX_MEDIA_BYTES;
 use crate::error::ApiError;
 use crate::upstream::{pass_through, Pinned};
 use crate::Shared;
 
-/// `POST /v1/message`: a plain One API request, encrypted per policy, then forwarded.
+/// `POST /v1/message`: a plain One API request (One API only: a legacy member is refused),
+/// encrypted per policy, then forwarded.
 pub async fn message(
     State(g): State<Arc<Shared>>,
     ConnectInfo(pin): ConnectInfo<Pinned>,
     headers: HeaderMap,
-    body: Bytes,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
-    forward_json(&g, &pin, "/v1/message", &headers, &body).await
+    forward_json(&g.one_api, &g, &pin, "/v1/message", &headers, &body.bytes).await
 }
 
-/// `POST /wa/messages`: the same for the legacy API.
+/// `POST /wa/messages`: the same for the legacy API (legacy only).
 pub async fn legacy_messages(
     State(g): State<Arc<Shared>>,
     ConnectInfo(pin): ConnectInfo<Pinned>,
     headers: HeaderMap,
-    body: Bytes,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
-    forward_json(&g, &pin, "/wa/messages", &headers, &body).await
+    forward_json(&g.legacy, &g, &pin, "/wa/messages", &headers, &body.bytes).await
 }
 
 async fn forward_json(
+    engine: &oneseal_core::Engine,
     g: &Shared,
     pin: &Pinned,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let sealed = g
-        .engine
-        .encrypt_slice(body, false)
+    let sealed = engine
+        .encrypt_request_slice(body)
         .await
         .map_err(|e| ApiError::from_engine(&e))?;
     let r = g
@@ -94,7 +96,12 @@ pub async fn media_upload(
         return Err(too_large());
     }
     let pairs = query_pairs(q.as_deref().unwrap_or(""));
-    if let Some((k, _)) = pairs.iter().find(|(k, _)| UPLOAD_SET.contains(&k.as_str())) {
+    // Case-insensitive: a platform that reads query names without regard to case must not
+    // see a caller's own `EncryptionKey` beside the gateway's.
+    if let Some((k, _)) = pairs
+        .iter()
+        .find(|(k, _)| UPLOAD_SET.iter().any(|s| s.eq_ignore_ascii_case(k)))
+    {
         let mut e = ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -111,7 +118,7 @@ pub async fn media_upload(
         .map_err(|e| key_error(&e))?;
     key.record_seals(1);
     let suite = g.engine.options().suite;
-    let tmp = tempfile::NamedTempFile::new_in(g.spool.tmp()).map_err(|e| spool_error(&e))?;
+    let tmp = g.spool.temp_file().map_err(|e| spool_error(&e))?;
     let stream = body.into_data_stream().map_err(io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let key2 = key.clone();
@@ -243,7 +250,7 @@ pub(crate) async fn download_verified(
     let content_type = r.headers().get(header::CONTENT_TYPE).cloned();
     // The encrypted file, whole, into the spool (bounded memory; a size cap against a
     // misbehaving upstream).
-    let enc = tempfile::NamedTempFile::new_in(g.spool.tmp()).map_err(|e| spool_error(&e))?;
+    let enc = g.spool.temp_file().map_err(|e| spool_error(&e))?;
     let mut file = tokio::fs::File::from_std(enc.reopen().map_err(|e| spool_error(&e))?);
     let mut body = r.into_body();
     let mut total = 0u64;
@@ -273,12 +280,24 @@ pub(crate) async fn download_verified(
         .cache()
         .opening_key(blob)
         .await
-        .map_err(|e| match e.class() {
-            ErrorClass::KeyService => key_error(&e),
+        .map_err(|e| match e {
+            // A passing key-service failure: retry later. A key the service refuses for good
+            // (a foreign or forged link) is the link's fault, answered as a failed download:
+            // neither changes readiness, which follows the encrypt side only.
+            oneseal_core::KeyError::Service { failure, .. }
+                if !matches!(
+                    failure,
+                    oneseal_core::ServiceFailure::AccessDenied
+                        | oneseal_core::ServiceFailure::NotFound
+                        | oneseal_core::ServiceFailure::Disabled
+                ) =>
+            {
+                key_error(&e)
+            }
             _ => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "media_verification_failed",
-                format!("{e}; no plaintext was released"),
+                "the download link's encryptionKey could not be unwrapped; no plaintext was released",
             ),
         })?;
     let suite = g.engine.options().decrypt_suite;

@@ -10,77 +10,49 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use oneseal_core::ErrorClass;
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::BasicAuth;
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::Shared;
 
 /// Callbacks delivered to the app at once.
 const PARALLEL: usize = 32;
 
-/// Whether `headers` carry the basic auth credentials `auth` (constant-time); `None` = no
-/// auth required.
-pub(crate) fn basic_auth_ok(auth: Option<&BasicAuth>, headers: &HeaderMap) -> bool {
-    let Some(auth) = auth else {
-        return true;
-    };
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-    else {
-        return false;
-    };
-    let want = format!("{}:{}", auth.username, auth.password.as_str());
-    let ok: bool = given.ct_eq(want.as_bytes()).into();
-    ok
+/// The callback routes' answer to wrong or missing credentials (checked before the body is
+/// read, so nothing is stored).
+pub(crate) fn unauthorized() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "wrong or missing basic auth credentials for the callback URL",
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"oneseal\""),
+    );
+    r
 }
 
-/// `POST {callbacks.path}`.
-pub async fn receive(
-    State(g): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = g.cfg.callbacks.as_ref().and_then(|c| c.auth.clone());
-    accept(&g, auth.as_ref(), &headers, body, "").await
+/// `POST {callbacks.path}` (its credentials checked by the route's layer).
+pub async fn receive(State(g): State<Arc<Shared>>, body: JsonBody) -> Result<Response, ApiError> {
+    accept(&g, body, "").await
 }
 
-/// Checks basic auth, then writes the callback durably to the spool (tagged for its
-/// destination) before answering 200, and tells the relay.
+/// Writes the callback durably to the spool (tagged for its destination) before answering
+/// 200, and tells the relay.
 pub(crate) async fn accept(
     g: &Shared,
-    auth: Option<&BasicAuth>,
-    headers: &HeaderMap,
-    body: Bytes,
+    body: JsonBody,
     tag: &'static str,
 ) -> Result<Response, ApiError> {
-    if !basic_auth_ok(auth, headers) {
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong or missing basic auth credentials for the callback URL",
-        )
-        .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"oneseal\""),
-        );
-        return Ok(r);
-    }
+    let body = body.bytes;
     if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -181,7 +153,20 @@ async fn deliver(g: &Shared, name: &str) -> Outcome {
         Ok(p) => Bytes::from(p),
         Err(e) => return Outcome::Dead(format!("cannot serialize: {e}")),
     };
-    match g.app.post_json(&cb.forward_to, plain).await {
+    // The spool name is the message id: the same on every retry, so the app can drop
+    // duplicates of an at-least-once delivery.
+    let signed = cb
+        .signing
+        .as_ref()
+        .map(|s| {
+            crate::sign::headers(
+                s,
+                &format!("msg_{}", name.trim_end_matches(".json")),
+                &plain,
+            )
+        })
+        .unwrap_or_default();
+    match g.app.post_json(&cb.forward_to, plain, &signed).await {
         Ok(r) if r.status().is_success() => Outcome::Delivered,
         Ok(r) => Outcome::Retry(format!("the app answered {}", r.status())),
         Err(e) => Outcome::Retry(format!("{}: {}", e.code, e.message)),
@@ -199,13 +184,40 @@ pub(crate) fn load(g: &Shared, name: &str) -> Result<Value, Outcome> {
     serde_json::from_slice(&body).map_err(|e| Outcome::Dead(format!("not JSON: {e}")))
 }
 
-/// Decrypts a callback in place: a key-service failure is retried; crypto, bad input or an
-/// unknown payload never will decrypt (dead).
+/// Decrypts a callback in place. Refused for good (dead): plaintext content in an encrypted
+/// integration (unless `accept_plaintext`), crypto failures, bad input, an unknown payload,
+/// and a key the key service refuses for good (access denied, not found, disabled, invalid
+/// ciphertext); a passing key-service failure (throttled, timeout, network) is retried.
 pub(crate) async fn decrypt(g: &Shared, doc: &mut Value) -> Result<(), Outcome> {
+    let accept_plaintext = g.cfg.callbacks.as_ref().is_some_and(|c| c.accept_plaintext);
+    if !accept_plaintext {
+        if let Some(at) = g.engine.plaintext_content(doc) {
+            return Err(Outcome::Dead(format!(
+                "plaintext content in an encrypted integration ({at} carries content and no encryptionKey; set [gateway.callbacks] accept_plaintext = true if the integration does not encrypt)"
+            )));
+        }
+    }
     match g.engine.decrypt_document(doc).await {
         Ok(_) => Ok(()),
-        Err(e) if e.class() == ErrorClass::KeyService => Err(Outcome::Retry(e.to_string())),
+        Err(e) if e.class() == ErrorClass::KeyService && !permanent(&e) => {
+            Err(Outcome::Retry(e.to_string()))
+        }
         Err(e) => Err(Outcome::Dead(e.to_string())),
+    }
+}
+
+/// Whether the key service refused the item's key for good: retrying cannot help.
+fn permanent(e: &oneseal_core::Error) -> bool {
+    use oneseal_core::{KeyError, ServiceFailure};
+    match e {
+        oneseal_core::Error::Key { source, .. } => match source {
+            KeyError::Service { failure, .. } => matches!(
+                failure,
+                ServiceFailure::AccessDenied | ServiceFailure::NotFound | ServiceFailure::Disabled
+            ),
+            _ => true,
+        },
+        _ => true,
     }
 }
 
@@ -227,12 +239,20 @@ pub async fn relay(
     if g.cfg.callbacks.is_none() && g.cfg.clevertap.is_none() {
         return;
     }
-    let max_retry = g
-        .cfg
-        .callbacks
-        .as_ref()
-        .map(|c| c.max_retry)
-        .unwrap_or(Duration::from_secs(300));
+    let limits = RetryLimits {
+        cap: g
+            .cfg
+            .callbacks
+            .as_ref()
+            .map(|c| c.max_retry)
+            .unwrap_or(Duration::from_secs(300)),
+        horizon: g
+            .cfg
+            .callbacks
+            .as_ref()
+            .map(|c| c.max_retry_age)
+            .unwrap_or(Duration::from_secs(86_400)),
+    };
     let (done_tx, mut done_rx) = mpsc::channel::<(String, Outcome)>(PARALLEL * 2);
     let mut waiting: BTreeSet<String> = BTreeSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
@@ -241,7 +261,7 @@ pub async fn relay(
     loop {
         while let Ok((name, outcome)) = done_rx.try_recv() {
             in_flight.remove(&name);
-            settle(&g, &name, outcome, &mut retry, &mut waiting, max_retry);
+            settle(&g, &name, outcome, &mut retry, &mut waiting, limits);
         }
         while let Ok(name) = spooled.try_recv() {
             waiting.insert(name);
@@ -292,7 +312,7 @@ pub async fn relay(
             r = done_rx.recv() => {
                 if let Some((name, outcome)) = r {
                     in_flight.remove(&name);
-                    settle(&g, &name, outcome, &mut retry, &mut waiting, max_retry);
+                    settle(&g, &name, outcome, &mut retry, &mut waiting, limits);
                 }
             }
             _ = tokio::time::sleep(next_due) => {}
@@ -301,14 +321,41 @@ pub async fn relay(
     }
 }
 
+/// The relay's retry policy: the backoff cap, and how long a callback may wait in all.
+#[derive(Debug, Clone, Copy)]
+struct RetryLimits {
+    cap: Duration,
+    horizon: Duration,
+}
+
+/// How long ago the callback `name` was accepted (its name starts with the arrival time in
+/// microseconds), so the horizon holds across restarts.
+fn age(name: &str) -> Option<Duration> {
+    let micros: u64 = name.split('-').next()?.parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    now.checked_sub(Duration::from_micros(micros))
+}
+
 fn settle(
     g: &Shared,
     name: &str,
     outcome: Outcome,
     retry: &mut HashMap<String, (u32, Instant)>,
     waiting: &mut BTreeSet<String>,
-    cap: Duration,
+    limits: RetryLimits,
 ) {
+    let outcome = match outcome {
+        Outcome::Retry(why) if age(name).is_some_and(|a| a > limits.horizon) => {
+            Outcome::Dead(format!(
+                "not delivered within max_retry_age_seconds ({} s); last failure: {why}",
+                limits.horizon.as_secs()
+            ))
+        }
+        o => o,
+    };
+    let cap = limits.cap;
     match outcome {
         Outcome::Gone => {
             retry.remove(name);
@@ -330,7 +377,7 @@ fn settle(
         }
         Outcome::Dead(why) => {
             retry.remove(name);
-            tracing::error!(callback = name, reason = %why, "callback can never be decrypted: moved to the dead letters (see `oneseal gateway replay`)");
+            tracing::error!(callback = name, reason = %why, "callback moved to the dead letters (see `oneseal gateway replay`)");
             if let Err(e) = g.spool.bury(name, &why) {
                 tracing::error!(callback = name, error = %e, "could not move the callback to the dead letters");
             }

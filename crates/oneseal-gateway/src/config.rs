@@ -25,6 +25,25 @@ pub struct GatewayFile {
     pub upstream_timeout_seconds: Option<u64>,
     pub request_timeout_seconds: Option<u64>,
     pub max_body_bytes: Option<usize>,
+    /// Bytes of request bodies held in memory at once, per listener.
+    pub max_body_memory_bytes: Option<usize>,
+    /// In-flight requests per public route (each route has its own budget).
+    pub public_max_in_flight: Option<usize>,
+    /// Open connections per listener; more are closed at once.
+    pub max_connections: Option<usize>,
+    /// Time for a request's headers, from accept or from the end of the previous answer on a
+    /// kept-alive connection (so also the idle keep-alive timeout).
+    pub header_read_timeout_seconds: Option<u64>,
+    /// Accept HTTP/2 (h2c, or ALPN h2 on TLS); HTTP/1.1 only unless set.
+    pub http2: Option<bool>,
+    /// Allow an `http://` upstream that is not on a loopback address.
+    pub allow_insecure_upstream: Option<bool>,
+    /// Allow the local key (no `kms_key_id`) with an upstream that is not on loopback.
+    pub allow_local_key: Option<bool>,
+    /// Strict mode (default on): members the policy does not know are refused.
+    pub strict: Option<bool>,
+    /// Paths strict mode forwards as they are, relative to each message.
+    pub passthrough: Option<Vec<String>>,
     /// PEM certificate chain and private key: the public listener speaks TLS itself.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -53,6 +72,8 @@ pub struct CleverTapFile {
     pub callbacks_path: Option<String>,
     pub callback_username: Option<String>,
     pub callback_password_env: Option<String>,
+    /// The platform's callbacks to the bridge without basic auth (a warning at start).
+    pub allow_unauthenticated: Option<bool>,
     pub media_fetch_timeout_seconds: Option<u64>,
 }
 
@@ -68,6 +89,10 @@ pub struct FlowsFile {
     pub app_secret_env: Option<String>,
     pub forward_to: Option<String>,
     pub response_timeout_seconds: Option<u64>,
+    /// Requests without `X-Hub-Signature-256` checking (no `app_secret_env`).
+    pub allow_unauthenticated: Option<bool>,
+    /// Signs the requests to the flow handler (Standard Webhooks).
+    pub signing_secret_env: Option<String>,
 }
 
 /// `[gateway.callbacks]` as written.
@@ -79,6 +104,14 @@ pub struct CallbacksFile {
     pub username: Option<String>,
     pub password_env: Option<String>,
     pub max_retry_seconds: Option<u64>,
+    /// Dead-letter a callback not delivered within this many seconds of its arrival.
+    pub max_retry_age_seconds: Option<u64>,
+    /// The callback route without basic auth (a warning at start).
+    pub allow_unauthenticated: Option<bool>,
+    /// Forward items with content and a null `encryptionKey` (an unencrypted integration).
+    pub accept_plaintext: Option<bool>,
+    /// Signs the callbacks forwarded to the app (Standard Webhooks).
+    pub signing_secret_env: Option<String>,
 }
 
 /// A configuration error: the key and what is wrong with it.
@@ -119,6 +152,22 @@ pub struct CallbacksConfig {
     pub auth: Option<BasicAuth>,
     /// Cap of the retry backoff.
     pub max_retry: Duration,
+    /// After this long in the spool a callback goes to the dead letters.
+    pub max_retry_age: Duration,
+    /// Items with content and no `encryptionKey` are forwarded (else dead-lettered).
+    pub accept_plaintext: bool,
+    /// Standard Webhooks signing secret for what is forwarded to the app.
+    pub signing: Option<SigningSecret>,
+}
+
+/// A Standard Webhooks signing secret (`whsec_` + base64 of 24 to 64 random bytes).
+#[derive(Clone)]
+pub struct SigningSecret(pub zeroize::Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningSecret(<redacted>)")
+    }
 }
 
 /// The CleverTap bridge's settings, secrets read.
@@ -168,6 +217,8 @@ pub struct FlowsConfig {
     pub forward_to: http::Uri,
     /// Everything (unwrap, the app's answer, sealing) must fit in this; Meta waits ~10 s.
     pub response_timeout: Duration,
+    /// Standard Webhooks signing secret for the requests to the flow handler.
+    pub signing: Option<SigningSecret>,
 }
 
 /// A secret string from the environment, redacted in `Debug`.
@@ -230,6 +281,25 @@ fn business_key(
 ) -> Result<Arc<BusinessKey>, ConfigError> {
     let pem = std::fs::read_to_string(path)
         .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(err(
+                key,
+                format!(
+                    "{} is readable by others (mode {:o}): a private key must be readable only by its owner; run chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
+    }
     let pass = match pass_var {
         Some(var) => Some(secret_env(pass_key, var, env)?),
         None => None,
@@ -300,11 +370,64 @@ fn basic_auth(
             "missing: name the environment variable that holds the password",
         )),
         (None, Some(_)) => Err(err(user_key, format!("missing ({pass_key} is set)"))),
-        (Some(u), Some(var)) => Ok(Some(BasicAuth {
-            username: u.clone(),
-            password: secret_env(pass_key, var, env)?.0,
-        })),
+        (Some(u), Some(var)) => {
+            let password = secret_env(pass_key, var, env)?.0;
+            if password.chars().count() < MIN_PASSWORD {
+                return Err(err(
+                    pass_key,
+                    format!("the password in {var} is shorter than {MIN_PASSWORD} characters; use a long random one (e.g. `openssl rand -base64 24`)"),
+                ));
+            }
+            Ok(Some(BasicAuth {
+                username: u.clone(),
+                password,
+            }))
+        }
     }
+}
+
+/// Shortest basic-auth password accepted.
+pub const MIN_PASSWORD: usize = 16;
+
+/// Whether `host` (of a URL, brackets allowed) is a loopback address or `localhost`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `u` is plain http to a host that is not on loopback.
+fn plain_http_remote(u: &http::Uri) -> bool {
+    u.scheme_str() == Some("http") && !u.host().is_some_and(is_loopback_host)
+}
+
+/// The Standard Webhooks secret named by `var`: `whsec_` + base64, or base64 alone, of 24 to
+/// 64 bytes (what the Standard Webhooks libraries accept).
+fn signing_secret(
+    key: &str,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SigningSecret, ConfigError> {
+    use base64::Engine as _;
+    let text = secret_env(key, var, env)?;
+    let b64 = text.0.trim();
+    let b64 = b64.strip_prefix("whsec_").unwrap_or(b64);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| {
+            err(
+                key,
+                format!("{var} is not a Standard Webhooks secret: expected whsec_ followed by base64 (make one with: echo whsec_$(openssl rand -base64 32))"),
+            )
+        })?;
+    if !(24..=64).contains(&bytes.len()) {
+        return Err(err(
+            key,
+            format!("the secret in {var} decodes to {} bytes; use 24 to 64 random bytes (echo whsec_$(openssl rand -base64 32))", bytes.len()),
+        ));
+    }
+    Ok(SigningSecret(zeroize::Zeroizing::new(bytes)))
 }
 
 fn clevertap_config(
@@ -400,10 +523,10 @@ fn clevertap_config(
         )?,
         env,
     )?;
-    if media_link_secret.0.len() < 16 {
+    if media_link_secret.0.len() < 32 {
         return Err(err(
             &k("media_link_secret_env"),
-            "the secret is shorter than 16 characters; use 32 or more random bytes",
+            "the secret is shorter than 32 bytes; use 32 or more random bytes (e.g. `openssl rand -base64 32`)",
         ));
     }
     let public_url = public_url
@@ -439,12 +562,17 @@ fn clevertap_config(
             .clone()
             .unwrap_or_else(|| "whatsapp:hsm:technology:generic:verify".into()),
         callbacks_path,
-        callback_auth: basic_auth(
+        callback_auth: required_auth(
+            basic_auth(
+                &k("callback_username"),
+                &k("callback_password_env"),
+                c.callback_username.as_ref(),
+                c.callback_password_env.as_ref(),
+                env,
+            )?,
+            c.allow_unauthenticated,
             &k("callback_username"),
-            &k("callback_password_env"),
-            c.callback_username.as_ref(),
-            c.callback_password_env.as_ref(),
-            env,
+            "the platform's callbacks to the CleverTap bridge",
         )?,
         media_fetch_timeout: secs(
             "media_fetch_timeout_seconds",
@@ -505,8 +633,19 @@ fn flows_config(
     };
     let app_secret = match &f.app_secret_env {
         Some(var) => Some(secret_env("gateway.flows.app_secret_env", var, env)?),
-        None => None,
+        None if f.allow_unauthenticated == Some(true) => None,
+        None => {
+            return Err(err(
+                "gateway.flows.app_secret_env",
+                "missing: every public route authenticates; name the environment variable holding the Meta app secret (X-Hub-Signature-256 is then checked), or set allow_unauthenticated = true",
+            ))
+        }
     };
+    let signing = f
+        .signing_secret_env
+        .as_deref()
+        .map(|var| signing_secret("gateway.flows.signing_secret_env", var, env))
+        .transpose()?;
     let response_timeout = match f.response_timeout_seconds.unwrap_or(9) {
         s @ 1..=60 => Duration::from_secs(s),
         _ => {
@@ -523,7 +662,26 @@ fn flows_config(
         app_secret,
         forward_to,
         response_timeout,
+        signing,
     })
+}
+
+/// A public route's credentials: required unless the config explicitly allows the route
+/// without them.
+fn required_auth(
+    auth: Option<BasicAuth>,
+    allow_unauthenticated: Option<bool>,
+    key: &str,
+    what: &str,
+) -> Result<Option<BasicAuth>, ConfigError> {
+    match (auth, allow_unauthenticated) {
+        (Some(a), _) => Ok(Some(a)),
+        (None, Some(true)) => Ok(None),
+        (None, _) => Err(err(
+            key,
+            format!("missing: every public route authenticates; set the username and password the platform sends with {what} (basic auth), or set allow_unauthenticated = true"),
+        )),
+    }
 }
 
 /// The validated gateway configuration.
@@ -541,8 +699,25 @@ pub struct GatewayConfig {
     pub max_in_flight: usize,
     pub upstream_timeout: Duration,
     pub request_timeout: Duration,
-    /// Largest JSON body accepted (messages and callbacks).
+    /// Largest JSON body accepted (every JSON route).
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held in memory at once, per listener (more are shed).
+    pub max_body_memory: usize,
+    /// In-flight requests per public route.
+    pub public_max_in_flight: usize,
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// Time for a request's headers (from accept, or from the previous answer).
+    pub header_read_timeout: Duration,
+    /// HTTP/2 accepted besides HTTP/1.1.
+    pub http2: bool,
+    /// The local key may be used with an upstream that is not on loopback.
+    pub allow_local_key: bool,
+    /// The field policy's strict mode, and the paths it forwards as they are.
+    pub strict: bool,
+    pub passthrough: Vec<oneseal_core::FieldPath>,
+    /// One line each, logged at start: settings that work but expose something.
+    pub warnings: Vec<String>,
     pub callbacks: Option<CallbacksConfig>,
     /// TLS for the public listener (rustls), when `tls_cert` and `tls_key` are set.
     pub public_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
@@ -589,6 +764,12 @@ impl GatewayConfig {
             return Err(err(
                 "gateway.upstream",
                 "give only scheme and host (e.g. https://platform.clickatell.com), no path",
+            ));
+        }
+        if plain_http_remote(&upstream) && file.allow_insecure_upstream != Some(true) {
+            return Err(err(
+                "gateway.upstream",
+                format!("{upstream} is plain http to a host that is not on loopback: API keys and ciphertext would cross the network in clear; use https, or set allow_insecure_upstream = true"),
             ));
         }
         let app_listen = addr(
@@ -639,13 +820,27 @@ impl GatewayConfig {
                         )
                     })?,
                 )?;
-                let auth = basic_auth(
+                let auth = required_auth(
+                    basic_auth(
+                        "gateway.callbacks.username",
+                        "gateway.callbacks.password_env",
+                        c.username.as_ref(),
+                        c.password_env.as_ref(),
+                        env,
+                    )?,
+                    c.allow_unauthenticated,
                     "gateway.callbacks.username",
-                    "gateway.callbacks.password_env",
-                    c.username.as_ref(),
-                    c.password_env.as_ref(),
-                    env,
+                    "its callbacks",
                 )?;
+                let max_retry_age = match c.max_retry_age_seconds.unwrap_or(86_400) {
+                    s @ 60..=2_592_000 => Duration::from_secs(s),
+                    _ => {
+                        return Err(err(
+                            "gateway.callbacks.max_retry_age_seconds",
+                            "must be 60 to 2592000 seconds (30 days)",
+                        ))
+                    }
+                };
                 Some(CallbacksConfig {
                     path,
                     forward_to,
@@ -655,50 +850,104 @@ impl GatewayConfig {
                         c.max_retry_seconds,
                         300,
                     )?,
+                    max_retry_age,
+                    accept_plaintext: c.accept_plaintext == Some(true),
+                    signing: c
+                        .signing_secret_env
+                        .as_deref()
+                        .map(|var| signing_secret("gateway.callbacks.signing_secret_env", var, env))
+                        .transpose()?,
                 })
             }
         };
-        let cfg = GatewayConfig {
-            app_listen,
-            public_listen: addr(
-                "gateway.public_listen",
-                file.public_listen.as_deref(),
-                "127.0.0.1:8081",
-            )?,
-            admin_listen: addr(
-                "gateway.admin_listen",
-                file.admin_listen.as_deref(),
-                "127.0.0.1:9090",
-            )?,
-            upstream,
-            app_url,
-            public_url: file.public_url.clone(),
-            spool_dir,
-            max_in_flight,
-            upstream_timeout: secs(
-                "gateway.upstream_timeout_seconds",
-                file.upstream_timeout_seconds,
-                30,
-            )?,
-            request_timeout: secs(
-                "gateway.request_timeout_seconds",
-                file.request_timeout_seconds,
-                60,
-            )?,
-            max_body_bytes: file.max_body_bytes.unwrap_or(32 * 1024 * 1024),
-            callbacks,
-            public_tls: public_tls(file.tls_cert.as_deref(), file.tls_key.as_deref())?,
-            clevertap: file
-                .clevertap
-                .as_ref()
-                .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
-                .transpose()?,
-            flows: file
-                .flows
-                .as_ref()
-                .map(|f| flows_config(f, env))
-                .transpose()?,
-        };
+        let cfg =
+            GatewayConfig {
+                app_listen,
+                public_listen: addr(
+                    "gateway.public_listen",
+                    file.public_listen.as_deref(),
+                    "127.0.0.1:8081",
+                )?,
+                admin_listen: addr(
+                    "gateway.admin_listen",
+                    file.admin_listen.as_deref(),
+                    "127.0.0.1:9090",
+                )?,
+                upstream,
+                app_url,
+                public_url: file.public_url.clone(),
+                spool_dir,
+                max_in_flight,
+                upstream_timeout: secs(
+                    "gateway.upstream_timeout_seconds",
+                    file.upstream_timeout_seconds,
+                    30,
+                )?,
+                request_timeout: secs(
+                    "gateway.request_timeout_seconds",
+                    file.request_timeout_seconds,
+                    60,
+                )?,
+                max_body_bytes: match file.max_body_bytes.unwrap_or(32 * 1024 * 1024) {
+                    n @ 1024..=1_073_741_824 => n,
+                    _ => {
+                        return Err(err(
+                            "gateway.max_body_bytes",
+                            "must be 1024 to 1073741824 (1 GiB)",
+                        ))
+                    }
+                },
+                max_body_memory: match file.max_body_memory_bytes.unwrap_or(256 * 1024 * 1024) {
+                    n if n >= file.max_body_bytes.unwrap_or(32 * 1024 * 1024) && n <= 1 << 40 => n,
+                    _ => return Err(err(
+                        "gateway.max_body_memory_bytes",
+                        "must be at least max_body_bytes (one body of the largest size must fit)",
+                    )),
+                },
+                public_max_in_flight: match file.public_max_in_flight.unwrap_or(1024) {
+                    0 => return Err(err("gateway.public_max_in_flight", "must be at least 1")),
+                    n => n,
+                },
+                max_connections: match file.max_connections.unwrap_or(10_000) {
+                    n @ 1..=1_000_000 => n,
+                    _ => return Err(err("gateway.max_connections", "must be 1 to 1000000")),
+                },
+                header_read_timeout: match file.header_read_timeout_seconds.unwrap_or(10) {
+                    s @ 1..=300 => Duration::from_secs(s),
+                    _ => {
+                        return Err(err(
+                            "gateway.header_read_timeout_seconds",
+                            "must be 1 to 300 seconds",
+                        ))
+                    }
+                },
+                http2: file.http2 == Some(true),
+                allow_local_key: file.allow_local_key == Some(true),
+                strict: file.strict != Some(false),
+                passthrough: {
+                    let mut v = Vec::new();
+                    for p in file.passthrough.iter().flatten() {
+                        v.extend(
+                            oneseal_core::FieldPath::parse_many(p)
+                                .map_err(|e| err("gateway.passthrough", e.to_string()))?,
+                        );
+                    }
+                    v
+                },
+                warnings: Vec::new(),
+                callbacks,
+                public_tls: public_tls(file.tls_cert.as_deref(), file.tls_key.as_deref())?,
+                clevertap: file
+                    .clevertap
+                    .as_ref()
+                    .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
+                    .transpose()?,
+                flows: file
+                    .flows
+                    .as_ref()
+                    .map(|f| flows_config(f, env))
+                    .transpose()?,
+            };
         let media_prefix = cfg.clevertap.as_ref().map(|c| format!("{}/media", c.path));
         let mut paths: Vec<(&str, &str)> = Vec::new();
         if let Some(c) = &cfg.callbacks {
@@ -723,7 +972,62 @@ impl GatewayConfig {
                 ));
             }
         }
+        let mut cfg = cfg;
+        cfg.warnings = cfg.exposure_warnings();
         Ok(cfg)
+    }
+
+    /// Settings that work but expose something: one warning line each at start.
+    fn exposure_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (name, ip) in [
+            ("app_listen", self.app_listen),
+            ("admin_listen", self.admin_listen),
+        ] {
+            if !ip.ip().is_loopback() {
+                warnings.push(format!(
+                    "gateway.{name} = {ip} is not a loopback address: {} is then reachable from the network; put it behind a firewall or bind 127.0.0.1",
+                    if name == "app_listen" { "the plain app side (it encrypts and forwards with the caller's credentials)" } else { "the admin side (/metrics, /readyz)" }
+                ));
+            }
+        }
+        let plain_http = |key: &str, u: &http::Uri| {
+            plain_http_remote(u).then(|| format!(
+                "{key} = {u} is plain http to a host that is not on loopback: decrypted content crosses the network in clear; use https"
+            ))
+        };
+        if let Some(c) = &self.callbacks {
+            warnings.extend(plain_http("gateway.callbacks.forward_to", &c.forward_to));
+            if c.auth.is_none() {
+                warnings.push(format!("gateway.callbacks.allow_unauthenticated = true: anyone who reaches {} can post callbacks", c.path));
+            }
+        }
+        if let Some(f) = &self.flows {
+            warnings.extend(plain_http("gateway.flows.forward_to", &f.forward_to));
+            if f.app_secret.is_none() {
+                warnings.push(format!("gateway.flows.allow_unauthenticated = true: requests to {} are not checked against X-Hub-Signature-256", f.path));
+            }
+        }
+        if let Some(c) = &self.clevertap {
+            warnings.extend(plain_http("gateway.clevertap.dlr_url", &c.dlr_url));
+            warnings.extend(plain_http("gateway.clevertap.imo_url", &c.imo_url));
+            if c.callback_auth.is_none() {
+                warnings.push(format!("gateway.clevertap.allow_unauthenticated = true: anyone who reaches {} can post callbacks", c.callbacks_path));
+            }
+        }
+        warnings
+    }
+
+    /// The local key (no `kms_key_id`) encrypts under a key the platform can never read: with
+    /// an upstream that is not on loopback that is refused unless `allow_local_key = true`.
+    pub fn check_local_key(&self, local: bool) -> Result<(), ConfigError> {
+        if local && !self.allow_local_key && !self.upstream.host().is_some_and(is_loopback_host) {
+            return Err(err(
+                "kms_key_id",
+                format!("missing: without it the gateway encrypts with the local key, which {} can never decrypt; set kms_key_id to the KMS key shared with the platform (or gateway.allow_local_key = true for a test platform)", self.upstream),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -733,7 +1037,84 @@ mod tests {
 
     fn parse(t: &str) -> Result<GatewayConfig, ConfigError> {
         let f: GatewayFile = toml::from_str(t).unwrap();
-        GatewayConfig::from_file(&f, &|k| (k == "PW").then(|| "secret".to_string()))
+        GatewayConfig::from_file(&f, &|k| match k {
+            "PW" => Some("secret-of-16-chars!".to_string()),
+            "SHORT" => Some("secret".to_string()),
+            "WH" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()),
+            _ => None,
+        })
+    }
+
+    const CB: &str = "[callbacks]\nforward_to = \"http://127.0.0.1:9\"\n";
+
+    #[test]
+    fn a_public_route_without_credentials_is_refused_unless_allowed() {
+        assert_eq!(parse(CB).unwrap_err().key, "gateway.callbacks.username");
+        let c = parse(&format!("{CB}allow_unauthenticated = true")).unwrap();
+        assert!(c.callbacks.unwrap().auth.is_none());
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_short_password_is_refused() {
+        let e = parse(&format!("{CB}username = \"u\"\npassword_env = \"SHORT\"")).unwrap_err();
+        assert_eq!(e.key, "gateway.callbacks.password_env");
+    }
+
+    #[test]
+    fn plain_http_upstream_is_refused_unless_loopback_or_allowed() {
+        assert_eq!(
+            parse("upstream = \"http://platform.example.com\"")
+                .unwrap_err()
+                .key,
+            "gateway.upstream"
+        );
+        assert!(parse("upstream = \"http://127.0.0.1:9\"").is_ok());
+        assert!(parse("upstream = \"http://[::1]:9\"").is_ok());
+        assert!(parse("upstream = \"http://localhost:9\"").is_ok());
+        assert!(
+            parse("upstream = \"http://p.example.com\"\nallow_insecure_upstream = true").is_ok()
+        );
+    }
+
+    #[test]
+    fn the_local_key_with_a_remote_upstream_is_refused_unless_allowed() {
+        let c = parse("").unwrap();
+        assert_eq!(c.check_local_key(true).unwrap_err().key, "kms_key_id");
+        assert!(c.check_local_key(false).is_ok());
+        assert!(parse("allow_local_key = true")
+            .unwrap()
+            .check_local_key(true)
+            .is_ok());
+        assert!(parse("upstream = \"http://127.0.0.1:9\"")
+            .unwrap()
+            .check_local_key(true)
+            .is_ok());
+    }
+
+    #[test]
+    fn plain_http_delivery_and_open_listeners_are_warned_about() {
+        let c = parse("app_listen = \"0.0.0.0:8080\"\n[callbacks]\nforward_to = \"http://app.example.com/cb\"\nusername = \"u\"\npassword_env = \"PW\"").unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings.iter().any(|w| w.contains("gateway.app_listen")));
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("gateway.callbacks.forward_to")));
+    }
+
+    #[test]
+    fn signing_secrets_are_standard_webhooks_secrets() {
+        let c = parse(&format!(
+            "{CB}allow_unauthenticated = true\nsigning_secret_env = \"WH\""
+        ))
+        .unwrap();
+        assert_eq!(c.callbacks.unwrap().signing.unwrap().0.len(), 24);
+        let e = parse(&format!(
+            "{CB}allow_unauthenticated = true\nsigning_secret_env = \"SHORT\""
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "gateway.callbacks.signing_secret_env");
     }
 
     #[test]
@@ -756,7 +1137,7 @@ mod tests {
             "gateway.clevertap.username"
         );
         // Route paths are literal and distinct (axum would refuse them at start otherwise).
-        let cb = "[callbacks]\nforward_to = \"http://127.0.0.1:9\"\npath = ";
+        let cb = "[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nallow_unauthenticated = true\npath = ";
         assert_eq!(
             parse(&format!("{cb}\"/cb/{{id}}\"")).unwrap_err().key,
             "gateway.callbacks.path"

@@ -20,6 +20,7 @@ use oneseal_flows::{BusinessKey, FlowsError, ResponseSealer};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::body::JsonBody;
 use crate::config::FlowsConfig;
 use crate::error::ApiError;
 use crate::upstream::Upstream;
@@ -106,11 +107,43 @@ impl Failure {
     }
 }
 
+fn bad_signature() -> Failure {
+    Failure::new(
+        Outcome::BadSignature,
+        StatusCode::from_u16(432).unwrap_or(StatusCode::UNAUTHORIZED),
+        "bad_signature",
+        "X-Hub-Signature-256 is missing or does not match the body (flows.app_secret_env)",
+    )
+}
+
+/// The route's credentials before its body is read: with an app secret configured, a request
+/// without a well-formed `X-Hub-Signature-256` (`sha256=` and 64 hex digits) is answered 432
+/// at once; the signature itself is checked against the body before anything is decrypted.
+pub(crate) async fn signature_first(
+    State(g): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let needs = g.flows.as_ref().is_some_and(|f| f.cfg.app_secret.is_some());
+    let well_formed = req
+        .headers()
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("sha256="))
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if needs && !well_formed {
+        metrics::counter!("oneseal_flows_requests_total", "action" => "unknown", "outcome" => Outcome::BadSignature.label())
+            .increment(1);
+        return bad_signature().error.into_response();
+    }
+    next.run(req).await
+}
+
 /// `POST {flows.path}`.
 pub(crate) async fn receive(
     State(g): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: JsonBody,
 ) -> Response {
     let Some(f) = g.flows.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
@@ -118,7 +151,7 @@ pub(crate) async fn receive(
     let mut action = "unknown";
     let answer = tokio::time::timeout(
         f.cfg.response_timeout,
-        handle(f, &headers, body, &mut action),
+        handle(f, &headers, body.bytes, &mut action),
     )
     .await
     .unwrap_or_else(|_| Err(Failure::timeout()));
@@ -150,14 +183,14 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if oneseal_flows::verify_signature(secret.0.as_bytes(), &body, sig).is_err() {
-            return Err(Failure::new(
-                Outcome::BadSignature,
-                StatusCode::from_u16(432).unwrap_or(StatusCode::UNAUTHORIZED),
-                "bad_signature",
-                "X-Hub-Signature-256 is missing or does not match the body (flows.app_secret_env)",
-            ));
+            return Err(bad_signature());
         }
     }
+    let id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
     let (flow, sealer) = decrypt(f, body).await?;
     let parsed: Value = serde_json::from_slice(&flow).map_err(|_| {
         Failure::new(
@@ -178,7 +211,7 @@ async fn handle(
             "the flow action is not ping, INIT, data_exchange or BACK; nothing was forwarded",
         )),
         notification_or_screen => {
-            let answer = forward(f, flow).await?;
+            let answer = forward(f, flow, &id).await?;
             match answer {
                 Some(json) => seal(sealer, &json),
                 None if notification_or_screen == "error_notification" => {
@@ -254,7 +287,11 @@ async fn decrypt(f: &Flows, body: Bytes) -> Result<(Zeroizing<Vec<u8>>, Response
 /// POSTs the plain flow JSON to the app's handler. `Some(json)` for a 2xx with a JSON body,
 /// `None` for a 2xx without one; 427 passed on; anything else a 500 that carries nothing of
 /// the app's answer.
-async fn forward(f: &Flows, flow: Zeroizing<Vec<u8>>) -> Result<Option<Vec<u8>>, Failure> {
+async fn forward(
+    f: &Flows,
+    flow: Zeroizing<Vec<u8>>,
+    request_id: &str,
+) -> Result<Option<Vec<u8>>, Failure> {
     let failed = |what: &str| {
         Failure::new(
             Outcome::AppFailed,
@@ -265,9 +302,15 @@ async fn forward(f: &Flows, flow: Zeroizing<Vec<u8>>) -> Result<Option<Vec<u8>>,
     };
     let bytes = Bytes::copy_from_slice(&flow);
     drop(flow);
+    let signed = f
+        .cfg
+        .signing
+        .as_ref()
+        .map(|s| crate::sign::headers(s, &format!("msg_{request_id}"), &bytes))
+        .unwrap_or_default();
     let res = f
         .app
-        .post_json(&f.cfg.forward_to, bytes)
+        .post_json(&f.cfg.forward_to, bytes, &signed)
         .await
         .map_err(|e| {
             if e.status == StatusCode::GATEWAY_TIMEOUT {

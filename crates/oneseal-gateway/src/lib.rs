@@ -7,10 +7,14 @@
 //! the CleverTap bridge; the WhatsApp Flows endpoint; optionally over TLS), **admin**
 //! (`/livez`, `/readyz`, `/metrics`).
 //!
-//! Each listener is a stack of tower layers around plain handlers: request ids, tracing, a
-//! body limit, and one guard for load shedding (one in-flight limit shared by the app and
-//! public listeners), the per-request deadline and request metrics. One process keeps one warm key cache, so a fleet of app instances costs
-//! one KMS call per 1000 messages.
+//! Deny by default: the routes decide the payload family and strict mode refuses members the
+//! policy does not know; every public route authenticates (before its body is read); each
+//! listener, and each public route, has its own in-flight and body-memory budget, and each
+//! listener a connection cap and a header-read timeout, so the public side can never starve
+//! the app side. Each listener is a stack of layers around plain handlers: request ids, then
+//! per route an access log and one admission guard (shedding, deadline, body budget,
+//! metrics). One process keeps one warm key cache, so a fleet of app instances costs one KMS
+//! call per 1000 messages.
 //!
 //! ```
 //! use oneseal_gateway::{GatewayConfig, GatewayFile};
@@ -19,8 +23,11 @@
 //!     upstream = "https://platform.clickatell.com"
 //!     [callbacks]
 //!     forward_to = "http://127.0.0.1:9000/whatsapp/callbacks"
+//!     username = "clickatell"
+//!     password_env = "ONESEAL_CALLBACK_PASSWORD"
 //! "#).unwrap();
-//! let cfg = GatewayConfig::from_file(&file, &|var| std::env::var(var).ok()).unwrap();
+//! let env = |var: &str| (var == "ONESEAL_CALLBACK_PASSWORD").then(|| "a-long-random-password".to_string());
+//! let cfg = GatewayConfig::from_file(&file, &env).unwrap();
 //! assert_eq!(cfg.app_listen.to_string(), "127.0.0.1:8080");
 //! assert_eq!(cfg.callbacks.unwrap().path, "/callbacks");
 //! // Then: oneseal_gateway::run(cfg, parts, shutdown).await — see `oneseal gateway`.
@@ -29,17 +36,20 @@
 #![warn(missing_docs)]
 
 mod app;
+mod auth;
+mod body;
 mod callbacks;
 mod clevertap;
 #[allow(missing_docs)]
 pub mod config;
 mod error;
 mod flows;
+mod serve;
+mod sign;
 mod spool;
-mod tls;
 mod upstream;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +63,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use oneseal_core::{
-    CacheConfig, DataKey, DecryptSuite, Engine, EngineOptions, ErrorClass, KeyCache, KeyError,
+    Api, CacheConfig, DataKey, DecryptSuite, Engine, EngineOptions, ErrorClass, KeyCache, KeyError,
     KeyProvider, Policy, SecretKey, Suite,
 };
 use tokio::sync::Semaphore;
@@ -120,6 +130,9 @@ pub enum GatewayError {
 pub(crate) struct Shared {
     cfg: GatewayConfig,
     engine: Engine,
+    /// The engine for `/v1/message` (One API only) and for `/wa/messages` (legacy only).
+    one_api: Engine,
+    legacy: Engine,
     upstream: upstream::Upstream,
     app: upstream::Upstream,
     spool: Spool,
@@ -150,13 +163,13 @@ impl Observed {
         };
         metrics::counter!("oneseal_kms_calls_total", "operation" => op, "outcome" => outcome)
             .increment(1);
-        match r {
-            Ok(_) => self.ok.store(true, Ordering::Relaxed),
-            Err(e) if e.class() == ErrorClass::KeyService => {
-                self.ok.store(false, Ordering::Relaxed)
-            }
-            Err(_) => {}
-        }
+    }
+
+    /// Readiness follows GenerateDataKey only: whether this instance can encrypt. A `Decrypt`
+    /// failure is about the blob a caller sent (a foreign key, a forged callback), and nothing
+    /// a caller sends may take the instance out of rotation.
+    fn ready(&self, r: &Result<DataKey, KeyError>) {
+        self.ok.store(r.is_ok(), Ordering::Relaxed);
     }
 }
 
@@ -165,6 +178,7 @@ impl KeyProvider for Observed {
     async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
         let r = self.inner.generate_data_key().await;
         self.note("GenerateDataKey", &r);
+        self.ready(&r);
         r
     }
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
@@ -198,19 +212,51 @@ async fn observe(listener: &'static str, req: Request, next: Next) -> Response {
     res
 }
 
-/// The in-flight limit, and the CleverTap route (whose callers expect 429 in their format).
-#[derive(Clone)]
-struct Slots {
-    sem: Arc<Semaphore>,
-    clevertap_path: Option<String>,
-}
-
-/// What the per-request guard needs.
+/// The admission of one listener or public route: its own in-flight limit (so a flood on one
+/// never sheds another), its deadline, its body budget, and how it answers when shedding
+/// (CleverTap's callers expect 429 in their format, everyone else the JSON error).
 #[derive(Clone)]
 struct Guard {
-    slots: Slots,
+    sem: Arc<Semaphore>,
     listener: &'static str,
     timeout: Duration,
+    budget: body::BodyBudget,
+    shed: fn() -> Response,
+}
+
+fn shed_json() -> Response {
+    ApiError::unavailable(
+        "overloaded",
+        "the gateway is at its in-flight limit; retry shortly",
+        1,
+    )
+    .into_response()
+}
+
+fn shed_clevertap() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(serde_json::json!({"message": "Too many requests to process"})),
+    )
+        .into_response()
+}
+
+impl Guard {
+    fn new(
+        listener: &'static str,
+        in_flight: usize,
+        body_memory: usize,
+        cfg: &GatewayConfig,
+        shed: fn() -> Response,
+    ) -> Guard {
+        Guard {
+            sem: Arc::new(Semaphore::new(in_flight)),
+            listener,
+            timeout: cfg.request_timeout,
+            budget: body::BodyBudget::new(body_memory.max(cfg.max_body_bytes), cfg.max_body_bytes),
+            shed,
+        }
+    }
 }
 
 /// Request ids unique across restarts and instances without a random draw per request (a
@@ -253,102 +299,120 @@ impl tower_http::request_id::MakeRequestId for RequestIds {
 /// One middleware for what every request of the app and public listeners goes through
 /// (one layer, not three: each `from_fn` layer costs a boxed clone of the stack per request,
 /// measured at 4-11% of the gateway's throughput each):
-/// - shedding: over `max_in_flight` (one limit shared by both listeners) a request is
-///   answered 503 at once instead of queued;
+/// - shedding: over the listener's (or public route's) in-flight limit a request is answered
+///   at once instead of queued;
 /// - the per-request deadline (504);
+/// - the body budget its JSON body is read within;
 /// - request metrics by listener, route and status.
-async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
     let route = matched_route(&req);
     let t = Instant::now();
-    let res = match g.slots.sem.try_acquire() {
-        Ok(_permit) => match tokio::time::timeout(g.timeout, next.run(req)).await {
-            Ok(r) => r,
-            Err(_) => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "deadline_exceeded",
-                "the request took longer than request_timeout_seconds",
-            )
-            .into_response(),
-        },
-        Err(_) => {
-            metrics::counter!("oneseal_gateway_shed_total").increment(1);
-            if g.slots.clevertap_path.as_deref() == Some(req.uri().path()) {
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    axum::Json(serde_json::json!({"message": "Too many requests to process"})),
+    let res = match g.sem.try_acquire() {
+        Ok(_permit) => {
+            req.extensions_mut().insert(g.budget.clone());
+            match tokio::time::timeout(g.timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "deadline_exceeded",
+                    "the request took longer than request_timeout_seconds",
                 )
-                    .into_response()
-            } else {
-                ApiError::unavailable(
-                    "overloaded",
-                    "the gateway is at its in-flight limit (max_in_flight); retry shortly",
-                    1,
-                )
-                .into_response()
+                .into_response(),
             }
+        }
+        Err(_) => {
+            metrics::counter!("oneseal_gateway_shed_total", "listener" => g.listener).increment(1);
+            (g.shed)()
         }
     };
     record(g.listener, route, res.status(), t);
     res
 }
 
-/// Puts the common layers around a listener's routes.
-fn stack(router: Router, listener: &'static str, slots: Slots, cfg: &GatewayConfig) -> Router {
+/// An `x-request-id` a caller sent is kept only when it is short and of a safe charset
+/// (letters, digits, `-_.:`), so it can be logged and echoed as it is; otherwise the gateway
+/// makes its own.
+fn sanitize_request_id(mut req: Request) -> Request {
+    let ok = req.headers().get("x-request-id").is_none_or(|v| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= 64
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    });
+    if !ok {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
+}
+
+/// Puts the listener-wide layers around a listener's routes: request ids (a caller's kept
+/// only when safe to log). Each route has its own admission and access log ([`admitted`]).
+fn stack(router: Router) -> Router {
     use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+    router
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
+        .layer(axum::middleware::map_request(|req: Request| async move {
+            sanitize_request_id(req)
+        }))
+}
+
+/// A listener's (or public route's) routes behind their admission guard, and the request span
+/// and access log around it. Per route, not per listener, so the log names the route template
+/// the router matched: never a signed link token or the key-bearing query of a download.
+fn admitted(router: Router, guard: Guard) -> Router {
     use tower_http::trace::TraceLayer;
-    let guard_state = Guard {
-        slots,
-        listener,
-        timeout: cfg.request_timeout,
-    };
-    let router = router
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            cfg.max_body_bytes,
-        ))
-        .layer(axum::middleware::from_fn_with_state(guard_state, guard))
-        .layer(PropagateRequestIdLayer::x_request_id());
-    // The request span and access log only when they are written (`-v`, the gateway's
-    // default): with the log at `warn` both are disabled, yet the layer still timed,
-    // classified and wrapped every response (measured: 12-17% of the gateway's throughput).
-    let router = if tracing::enabled!(target: "oneseal_gateway", tracing::Level::INFO)
-        || tracing::enabled!(target: "tower_http::trace::on_response", tracing::Level::INFO)
+    let listener = guard.listener;
+    let router = router.layer(axum::middleware::from_fn_with_state(guard, self::guard));
+    // Only when it is written (`-v`, the gateway's default): with the log at `warn` the layer
+    // still timed, classified and wrapped every response (measured: 12-17% of throughput).
+    if !(tracing::enabled!(target: "oneseal_gateway", tracing::Level::INFO)
+        || tracing::enabled!(target: "tower_http::trace::on_response", tracing::Level::INFO))
     {
-        router.layer(
-            TraceLayer::new_for_http()
-                .make_span_with(move |req: &Request| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    // Method and path only: never headers (Authorization), never bodies.
-                    tracing::info_span!("request", listener, id, method = %req.method(), path = %req.uri().path())
-                })
-                // One access-log line per request: status and latency, in the request's span.
-                .on_response(
-                    tower_http::trace::DefaultOnResponse::new()
-                        .level(tracing::Level::INFO)
-                        .latency_unit(tower_http::LatencyUnit::Millis),
-                ),
-        )
-    } else {
-        router
-    };
-    router.layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
+        return router;
+    }
+    router.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(move |req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // Method and route only: never headers (Authorization) or bodies.
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str())
+                    .unwrap_or("unmatched");
+                tracing::info_span!("request", listener, id, method = %req.method(), route)
+            })
+            // One access-log line per request: status and latency, in the request's span.
+            .on_response(
+                tower_http::trace::DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Millis),
+            ),
+    )
 }
 
-/// The public (without TLS) and admin listeners: TCP with [`set_nodelay`] on every accepted
-/// connection.
-fn no_delay(
-    l: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    axum::serve::ListenerExt::tap_io(l, set_nodelay as fn(&mut tokio::net::TcpStream))
-}
-
-/// Every accepted connection, plain or TLS: answers go out at once (without TCP_NODELAY a
-/// response split over two segments waits for the client's delayed ACK).
-pub(crate) fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
-    let _ = tcp.set_nodelay(true);
+/// A route that requires basic auth before its handler (and body extractor) runs.
+fn authenticated(
+    router: Router,
+    auth: Option<&config::BasicAuth>,
+    deny: fn() -> Response,
+) -> Router {
+    match auth {
+        Some(a) => router.route_layer(axum::middleware::from_fn_with_state(
+            auth::Require {
+                credentials: Arc::new(auth::Credentials::new(a)),
+                deny,
+            },
+            auth::require,
+        )),
+        None => router,
+    }
 }
 
 async fn livez() -> &'static str {
@@ -436,6 +500,9 @@ pub async fn run(
         Ok(n) => tracing::debug!(limit = n, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| GatewayError::Metrics(e.to_string()))?;
@@ -449,9 +516,14 @@ pub async fn run(
         ok: key_ok.clone(),
     });
     let cache = Arc::new(KeyCache::new(provider, parts.cache));
+    let policy = if cfg.strict {
+        parts.policy.strict(cfg.passthrough.clone())
+    } else {
+        parts.policy
+    };
     let engine = Engine::new(
         cache,
-        parts.policy,
+        policy,
         EngineOptions {
             suite: parts.suite,
             decrypt_suite: parts.decrypt_suite,
@@ -488,6 +560,8 @@ pub async fn run(
     let (spooled, spooled_rx) = tokio::sync::mpsc::unbounded_channel();
     let g = Arc::new(Shared {
         cfg: cfg.clone(),
+        one_api: engine.for_api(Api::One),
+        legacy: engine.for_api(Api::Legacy),
         engine,
         upstream,
         app: app_client,
@@ -504,7 +578,8 @@ pub async fn run(
         Err(e) => tracing::warn!(error = %e, "key provider not usable yet; /readyz reports it"),
     }
     let stop = CancellationToken::new();
-    // While the provider is failing (and only then), re-check it every 30 s.
+    // While the provider is failing (and only then), re-check it every 30 s: readiness
+    // recovers by itself.
     {
         let (g, stop) = (g.clone(), stop.clone());
         tokio::spawn(async move {
@@ -519,45 +594,84 @@ pub async fn run(
             }
         });
     }
-    let slots = Slots {
-        sem: Arc::new(Semaphore::new(cfg.max_in_flight)),
-        clevertap_path: cfg.clevertap.as_ref().map(|c| c.path.clone()),
-    };
-    let app_router = Router::new()
-        .route("/v1/message", post(app::message))
-        .route("/wa/messages", post(app::legacy_messages))
-        .route(
-            "/v1/media",
-            post(app::media_upload).get(app::media_download),
+    // The app side: one admission for all its routes.
+    let app_router = admitted(
+        Router::new()
+            .route("/v1/message", post(app::message))
+            .route("/wa/messages", post(app::legacy_messages))
+            .route(
+                "/v1/media",
+                post(app::media_upload).get(app::media_download),
+            )
+            .with_state(g.clone()),
+        Guard::new(
+            "app",
+            cfg.max_in_flight,
+            cfg.max_body_memory,
+            &cfg,
+            shed_json,
+        ),
+    );
+    // The public side: each route with its own admission and body budget (a flood on one
+    // never sheds another), and its credentials checked before its body is read.
+    let public_routes = usize::from(cfg.callbacks.is_some())
+        + usize::from(cfg.flows.is_some())
+        + 3 * usize::from(cfg.clevertap.is_some());
+    let route_guard = |shed| {
+        Guard::new(
+            "public",
+            cfg.public_max_in_flight,
+            cfg.max_body_memory / public_routes.max(1),
+            &cfg,
+            shed,
         )
-        .with_state(g.clone());
+    };
     let mut public_router = Router::new();
     if let Some(c) = &cfg.callbacks {
-        public_router = public_router.route(&c.path, post(callbacks::receive));
+        let r = Router::new()
+            .route(&c.path, post(callbacks::receive))
+            .with_state(g.clone());
+        let r = authenticated(r, c.auth.as_ref(), callbacks::unauthorized);
+        public_router = public_router.merge(admitted(r, route_guard(shed_json)));
     }
     if let Some(f) = &cfg.flows {
-        public_router = public_router.route(&f.path, post(flows::receive));
+        let r = Router::new()
+            .route(&f.path, post(flows::receive))
+            .route_layer(axum::middleware::from_fn_with_state(
+                g.clone(),
+                flows::signature_first,
+            ))
+            .with_state(g.clone());
+        public_router = public_router.merge(admitted(r, route_guard(shed_json)));
     }
     if let Some(c) = &cfg.clevertap {
-        public_router = public_router
+        let send = Router::new()
             .route(&c.path, post(clevertap::send))
+            .with_state(g.clone());
+        let send = authenticated(send, Some(&c.auth), clevertap::unauthorized);
+        public_router = public_router.merge(admitted(send, route_guard(shed_clevertap)));
+        // Media links authenticate by their signed token.
+        let links = Router::new()
             .route(
                 &format!("{}/media/{{token}}", c.path),
                 get(clevertap::media_link),
             )
-            .route(&c.callbacks_path, post(clevertap::inbound::receive));
+            .with_state(g.clone());
+        public_router = public_router.merge(admitted(links, route_guard(shed_json)));
+        let inbound = Router::new()
+            .route(&c.callbacks_path, post(clevertap::inbound::receive))
+            .with_state(g.clone());
+        let inbound = authenticated(inbound, c.callback_auth.as_ref(), callbacks::unauthorized);
+        public_router = public_router.merge(admitted(inbound, route_guard(shed_json)));
     }
-    let public_router = public_router.with_state(g.clone());
     let admin_router = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(g.clone());
-    let app_router = stack(app_router, "app", slots.clone(), &cfg);
-    let public_router = stack(public_router, "public", slots, &cfg);
-    let admin_router = admin_router.layer(axum::middleware::from_fn(move |req, next| {
-        observe("admin", req, next)
-    }));
+        .with_state(g.clone())
+        .layer(axum::middleware::from_fn(move |req, next| {
+            observe("admin", req, next)
+        }));
 
     let relay = tokio::spawn(callbacks::relay(g.clone(), spooled_rx, stop.clone()));
     {
@@ -569,60 +683,66 @@ pub async fn run(
         });
     }
     tracing::info!(app = %cfg.app_listen, public = %cfg.public_listen, public_tls = cfg.public_tls.is_some(), admin = %cfg.admin_listen, upstream = %cfg.upstream, "oneseal gateway listening");
-    // Each listener's server, stopping (and then draining) when `stop` is cancelled.
-    let stopped = || stop.clone().cancelled_owned();
-    // The app listener: each connection gets its own upstream connection (`Pinned`).
-    let app = tokio::spawn(
-        axum::serve(
-            upstream::AppListener(app_l),
-            app_router.into_make_service_with_connect_info::<upstream::Pinned>(),
-        )
-        .with_graceful_shutdown(stopped())
-        .into_future(),
-    );
-    let public = match &cfg.public_tls {
-        Some(tls) => {
-            let l = tls::TlsListener::new(pub_l, tls.clone(), stop.clone()).map_err(|source| {
-                GatewayError::Bind {
-                    which: "public_listen",
-                    addr: cfg.public_listen,
-                    source,
-                }
-            })?;
-            tokio::spawn(
-                axum::serve(l, public_router)
-                    .with_graceful_shutdown(stopped())
-                    .into_future(),
-            )
-        }
-        None => tokio::spawn(
-            axum::serve(no_delay(pub_l), public_router)
-                .with_graceful_shutdown(stopped())
-                .into_future(),
-        ),
+    let limits = serve::Limits {
+        max_connections: cfg.max_connections,
+        header_read_timeout: cfg.header_read_timeout,
+        http2: cfg.http2,
     };
-    let admin = tokio::spawn(
-        axum::serve(no_delay(adm_l), admin_router)
-            .with_graceful_shutdown(stopped())
-            .into_future(),
-    );
-    let servers = [app, public, admin];
+    let tls = cfg.public_tls.as_ref().map(|t| {
+        let mut t = (**t).clone();
+        if cfg.http2 {
+            t.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        tokio_rustls::TlsAcceptor::from(Arc::new(t))
+    });
+    // Each listener's server, stopping (and then draining) when `stop` is cancelled.
+    let listeners = [
+        // The app listener: each connection gets its own upstream connection (`Pinned`).
+        (
+            serve::Listener {
+                name: "app",
+                tcp: app_l,
+                tls: None,
+                limits,
+                pinned: true,
+            },
+            stack(app_router),
+        ),
+        (
+            serve::Listener {
+                name: "public",
+                tcp: pub_l,
+                tls,
+                limits,
+                pinned: false,
+            },
+            stack(public_router),
+        ),
+        (
+            serve::Listener {
+                name: "admin",
+                tcp: adm_l,
+                tls: None,
+                limits,
+                pinned: false,
+            },
+            admin_router,
+        ),
+    ];
+    let servers: Vec<_> = listeners
+        .into_iter()
+        .map(|(l, router)| tokio::spawn(l.serve(router, stop.clone())))
+        .collect();
     stop.cancelled().await;
     let drained = tokio::time::timeout(DRAIN, async {
         for s in servers {
-            if let Ok(Err(e)) = s.await {
-                return Err(GatewayError::Serve(e));
-            }
+            let _ = s.await;
         }
         let _ = relay.await;
-        Ok(())
     })
     .await;
-    match drained {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!("in-flight work did not finish within 30 s; stopping anyway (spooled callbacks are kept)");
-            Ok(())
-        }
+    if drained.is_err() {
+        tracing::warn!("in-flight work did not finish within 30 s; stopping anyway (spooled callbacks are kept)");
     }
+    Ok(())
 }

@@ -1,13 +1,23 @@
 //! The durable callback spool: one file per callback, written and fsynced (file and
 //! directory) before the platform gets its 200, deleted only after the app answered 2xx.
-//! Callbacks that can never be decrypted move to `dead/` with a `.reason` file beside them;
+//! Callbacks that can never be delivered move to `dead/` with a `.reason` file beside them;
 //! `oneseal gateway replay` moves them back.
 //!
-//! Layout under `spool_dir`: `incoming/<time>-<seq>-<pid>.json`, `dead/<same name>` and
-//! `dead/<same name>.reason`, `tmp/` for files being written and for media in transit.
+//! Layout under `spool_dir`: `.oneseal-spool` (the marker), `incoming/<time>-<seq>-<pid>.json`,
+//! `dead/<same name>` and `dead/<same name>.reason`, `tmp/` for files being written and for
+//! media in transit.
+//!
+//! Invariants:
+//! - private: directories 0700, files 0600 (callbacks hold ciphertext and metadata);
+//! - the spool touches only its own files: at start it deletes from `tmp/` only names it
+//!   makes, and it refuses a `spool_dir` that is neither empty nor a spool (no marker), so a
+//!   mistaken `spool_dir = "/"` or a home directory is an error, never a cleanup;
+//! - a callback file in `incoming/` is complete: it is written under `tmp/`, fsynced, renamed,
+//!   and the directory fsynced; a write that fails (ENOSPC) removes its temp file at once.
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,22 +29,96 @@ pub struct Spool {
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// The file that marks a directory as a oneseal spool.
+const MARKER: &str = ".oneseal-spool";
+/// Prefix of the media files in transit under `tmp/`.
+const TEMP_PREFIX: &str = "oneseal-";
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A new private file (0600), failing if it exists.
+fn create_private(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Whether `name` is a file the spool itself leaves under `tmp/`: a callback being written
+/// (`<digits>-<digits>-<pid>[.tag].json`), media in transit (`oneseal-…`), a readiness probe.
+fn is_own_temp(name: &str) -> bool {
+    let callback = name.strip_suffix(".json").is_some_and(|stem| {
+        let mut parts = stem.splitn(3, '-');
+        let digits = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        digits(parts.next())
+            && digits(parts.next())
+            && parts.next().is_some_and(|rest| {
+                let pid = rest.split('.').next().unwrap_or("");
+                !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+            })
+    });
+    callback || name.starts_with(TEMP_PREFIX) || name.starts_with(".probe-")
+}
+
 impl Spool {
-    /// Opens (creating) the spool under `root`, and checks it is writable.
+    /// Opens the spool under `root`: creates it (0700) when missing or empty, accepts it when
+    /// it carries the marker (or is a spool of an earlier version: only `incoming`, `dead`
+    /// and `tmp` in it), and refuses anything else. Then checks it is writable.
     pub fn open(root: &Path) -> io::Result<Spool> {
         let s = Spool {
             root: root.to_path_buf(),
         };
+        let marker = root.join(MARKER);
+        if !marker.exists() {
+            let names: Vec<String> = match std::fs::read_dir(root) {
+                Ok(it) => it
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            let earlier_spool = names.iter().all(|n| {
+                ["incoming", "dead", "tmp"].contains(&n.as_str()) && root.join(n).is_dir()
+            });
+            if !earlier_spool {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("it is not empty and not a oneseal spool (no {MARKER} in it); give the spool a directory of its own"),
+                ));
+            }
+            private_dir(root)?;
+            let f = create_private(&marker).or_else(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => File::open(&marker),
+                _ => Err(e),
+            })?;
+            f.sync_all()?;
+            sync_dir(root)?;
+        }
+        private_dir(root)?;
         for d in [s.incoming(), s.dead(), s.tmp()] {
-            std::fs::create_dir_all(&d)?;
+            private_dir(&d)?;
         }
         // Leftovers of an interrupted write or media transfer: never complete, never needed.
+        // Only the spool's own names: anything else someone put there stays.
         for e in std::fs::read_dir(s.tmp())? {
-            let _ = std::fs::remove_file(e?.path());
+            let e = e?;
+            if is_own_temp(&e.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
         s.check_writable()?;
         Ok(s)
@@ -44,7 +128,7 @@ impl Spool {
     pub fn incoming(&self) -> PathBuf {
         self.root.join("incoming")
     }
-    /// Where undecryptable callbacks are kept.
+    /// Where undeliverable callbacks are kept.
     pub fn dead(&self) -> PathBuf {
         self.root.join("dead")
     }
@@ -53,11 +137,22 @@ impl Spool {
         self.root.join("tmp")
     }
 
+    /// A private temp file under `tmp/` for media in transit, removed when dropped (and at
+    /// the next start if the process died).
+    pub fn temp_file(&self) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o600))
+            .tempfile_in(self.tmp())
+    }
+
     /// Writes and removes a probe file (for readiness).
     pub fn check_writable(&self) -> io::Result<()> {
         let p = self.tmp().join(format!(".probe-{}", std::process::id()));
-        std::fs::write(&p, b"ok")?;
-        std::fs::remove_file(&p)
+        let _ = std::fs::remove_file(&p);
+        let r = create_private(&p).and_then(|mut f| f.write_all(b"ok"));
+        let _ = std::fs::remove_file(&p);
+        r
     }
 
     /// Stores `body` durably and returns its name. Returns only once the file and the
@@ -79,11 +174,19 @@ impl Spool {
             std::process::id()
         );
         let tmp = self.tmp().join(&name);
-        let mut f = File::create(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, self.incoming().join(&name))?;
+        let written = create_private(&tmp).and_then(|mut f| {
+            f.write_all(body)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            // A full disk must not leave a partial file taking the space a retry needs.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = std::fs::rename(&tmp, self.incoming().join(&name)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         sync_dir(&self.incoming())?;
         Ok(name)
     }
@@ -112,7 +215,8 @@ impl Spool {
     /// Moves a callback to `dead/` with the reason beside it.
     pub fn bury(&self, name: &str, reason: &str) -> io::Result<()> {
         let r = self.dead().join(format!("{name}.reason"));
-        std::fs::write(&r, format!("{reason}\n"))?;
+        let _ = std::fs::remove_file(&r);
+        create_private(&r)?.write_all(format!("{reason}\n").as_bytes())?;
         std::fs::rename(self.incoming().join(name), self.dead().join(name))?;
         sync_dir(&self.dead())?;
         sync_dir(&self.incoming())
@@ -160,5 +264,63 @@ mod tests {
         s.remove(&a).unwrap();
         s.remove(&b).unwrap();
         assert!(s.pending().unwrap().is_empty());
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn files_are_0600_and_directories_0700() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("spool");
+        let s = Spool::open(&root).unwrap();
+        let a = s.put(b"{}").unwrap();
+        s.bury(&a, "why").unwrap();
+        for dir in [root.clone(), s.incoming(), s.dead(), s.tmp()] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        assert_eq!(mode(&s.dead().join(&a)), 0o600);
+        assert_eq!(mode(&s.dead().join(format!("{a}.reason"))), 0o600);
+        assert_eq!(mode(s.temp_file().unwrap().path()), 0o600);
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_spool_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("notes.txt"), b"mine").unwrap();
+        assert!(Spool::open(d.path()).is_err());
+        assert_eq!(std::fs::read(d.path().join("notes.txt")).unwrap(), b"mine");
+    }
+
+    #[test]
+    fn a_foreign_file_in_tmp_survives_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        std::fs::write(s.tmp().join("notes.txt"), b"mine").unwrap();
+        std::fs::write(s.tmp().join("00000000000000000001-00000001-42.json"), b"{").unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        assert!(s.tmp().join("notes.txt").exists());
+        assert!(!s
+            .tmp()
+            .join("00000000000000000001-00000001-42.json")
+            .exists());
+    }
+
+    #[test]
+    fn an_earlier_spool_without_a_marker_is_adopted() {
+        let d = tempfile::tempdir().unwrap();
+        for sub in ["incoming", "dead", "tmp"] {
+            std::fs::create_dir(d.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            d.path()
+                .join("incoming/00000000000000000001-00000001-42.json"),
+            b"{}",
+        )
+        .unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        assert_eq!(s.pending().unwrap().len(), 1);
+        assert!(d.path().join(MARKER).exists());
     }
 }

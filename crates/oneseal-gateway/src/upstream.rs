@@ -61,8 +61,8 @@ fn pool(connector: Https) -> Client<Https, Body> {
 /// connection still goes through the pool: a client that sends one request per connection
 /// opens no connection (and TLS session) of its own upstream.
 ///
-/// Made per accepted connection by axum (`into_make_service_with_connect_info`) and found by
-/// handlers as `ConnectInfo<Pinned>`.
+/// Made per accepted app connection by the server loop and found by handlers as
+/// `ConnectInfo<Pinned>`.
 #[derive(Clone, Default)]
 pub struct Pinned(Arc<PinnedState>);
 
@@ -72,35 +72,6 @@ struct PinnedState {
     seen: AtomicBool,
     /// The upstream connection and when it was last used; taken out while a request uses it.
     conn: Mutex<Option<(SendRequest<Body>, Instant)>>,
-}
-
-/// The app listener: TCP with [`crate::set_nodelay`] on each accepted connection, and a new
-/// [`Pinned`] for each connection, which axum hands to every request of it as
-/// `ConnectInfo<Pinned>`. A type of its own, not axum's `TapIo`: axum already implements
-/// `Connected` for a `TapIo` listener's streams (giving the peer address).
-pub struct AppListener(pub tokio::net::TcpListener);
-
-impl axum::serve::Listener for AppListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (mut io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        crate::set_nodelay(&mut io);
-        (io, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, AppListener>>
-    for Pinned
-{
-    fn connect_info(_: axum::serve::IncomingStream<'_, AppListener>) -> Pinned {
-        Pinned::default()
-    }
 }
 
 impl Pinned {
@@ -180,6 +151,7 @@ impl Upstream {
         &self,
         url: &Uri,
         body: Bytes,
+        extra: &[(header::HeaderName, HeaderValue)],
     ) -> Result<Response<hyper::body::Incoming>, ApiError> {
         let mut h = HeaderMap::new();
         h.insert(
@@ -187,7 +159,10 @@ impl Upstream {
             HeaderValue::from_static("application/json"),
         );
         let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        self.post(path, &h, &body).await
+        self.send(Method::POST, path, &h, extra, &|| {
+            Ok(Body::from(body.clone()))
+        })
+        .await
     }
 
     /// `path_and_query` on the configured upstream: never another host.

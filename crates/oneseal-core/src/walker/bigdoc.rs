@@ -610,6 +610,8 @@ struct Scan {
     dry_one: Option<Error>,
     dry_legacy: Option<Error>,
     dry_callback: Option<Error>,
+    /// Top-level members besides the items (strict mode checks them).
+    top_members: serde_json::Map<String, Value>,
 }
 
 impl Engine {
@@ -628,6 +630,14 @@ impl Engine {
         pass(file, &mut |ev| {
             match ev {
                 Ev::Member(k, v) => {
+                    // Bounded: past 64 names one more stands for the rest (a document with
+                    // that many top-level members is not one strict mode forwards anyway).
+                    let name = if s.top_members.len() < 64 {
+                        k
+                    } else {
+                        "(65th top-level member)"
+                    };
+                    s.top_members.insert(name.to_string(), Value::Null);
                     if k == ENCRYPTION_KEY {
                         s.shape.top_key = true;
                         s.top_key_first = !s.seen_messages;
@@ -730,8 +740,15 @@ impl Engine {
         out: impl Write,
         pretty: bool,
     ) -> Result<Streamed<PayloadKind>, Error> {
-        let scan = self.scan(file, true)?;
+        let mut scan = self.scan(file, true)?;
         let kind = detect_shape(&scan.shape, self.opts.api)?;
+        if scan.seen_messages {
+            scan.top_members.insert("messages".into(), Value::Null);
+        }
+        if scan.shape.event.is_some() {
+            scan.top_members.insert("event".into(), Value::Null);
+        }
+        self.compiled_kind(kind).check_top(&scan.top_members)?;
         let dry = match kind {
             PayloadKind::OneRequest => scan.dry_one,
             PayloadKind::LegacyRequest => {

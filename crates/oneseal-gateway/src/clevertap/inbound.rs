@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::media::{new_link, sign_link};
+use crate::body::JsonBody;
 use crate::callbacks::Outcome;
 use crate::config::CleverTapConfig;
 use crate::error::ApiError;
@@ -23,17 +24,12 @@ use crate::Shared;
 /// The spool tag of callbacks bound for CleverTap.
 pub const TAG: &str = ".clevertap";
 
-/// `POST {clevertap.callbacks_path}`.
+/// `POST {clevertap.callbacks_path}` (its credentials checked by the route's layer).
 pub(crate) async fn receive(
     State(g): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let auth = g
-        .clevertap
-        .as_ref()
-        .and_then(|b| b.cfg.callback_auth.clone());
-    crate::callbacks::accept(&g, auth.as_ref(), &headers, body, TAG).await
+    crate::callbacks::accept(&g, body, TAG).await
 }
 
 /// CleverTap's status for a One API status code; `None` = not forwarded (queued, scheduled).
@@ -145,6 +141,13 @@ fn media_type(content_type: &str) -> &'static str {
     }
 }
 
+/// Whether `path_and_query` is the platform's media download route, `/v1/media?…`.
+pub(crate) fn is_media_download(path_and_query: &str) -> bool {
+    path_and_query
+        .split_once('?')
+        .is_some_and(|(p, _)| p == "/v1/media")
+}
+
 /// Signed links for every moMedia file, made before decryption (which nulls the keys):
 /// `links[item][file]`.
 fn media_links(cfg: &CleverTapConfig, items: &[Value]) -> Result<Vec<Vec<String>>, String> {
@@ -171,6 +174,13 @@ fn media_links(cfg: &CleverTapConfig, items: &[Value]) -> Result<Vec<Vec<String>
                 .and_then(|u| u.path_and_query().map(|p| p.as_str().to_string()))
                 .filter(|p| p.starts_with('/'))
                 .ok_or_else(|| format!("/event/moMedia/{i}: downloadUrl is not a URL"))?;
+            // The link is served by GETting this path from the platform with the One API
+            // key: only ever the media download route, whatever a callback says.
+            if !is_media_download(&path) {
+                return Err(format!(
+                    "/event/moMedia/{i}: downloadUrl is not the platform's media download route (/v1/media?…)"
+                ));
+            }
             let link = new_link(path, key, text(f.get("sha256Hash")), cfg.media_link_ttl);
             files.push(sign_link(cfg, &link));
         }
@@ -270,8 +280,12 @@ fn incoming(
         ) {
             // CleverTap's incoming-message format has no place for it (contacts, …).
             tracing::warn!(kind = %kind, "callback kind CleverTap cannot receive; not forwarded");
-            metrics::counter!("oneseal_clevertap_unsupported_total", "kind" => kind.clone())
-                .increment(1);
+            // A closed label set: a caller's made-up kinds must not create series.
+            let label = match kind.as_str() {
+                "moContacts" => "moContacts",
+                _ => "other",
+            };
+            metrics::counter!("oneseal_clevertap_unsupported_total", "kind" => label).increment(1);
         }
     }
     out
@@ -284,7 +298,7 @@ async fn post(b: &super::Bridge, to_dlr: bool, body: &Value) -> Result<(), Strin
         (&b.imo, &b.cfg.imo_url)
     };
     let bytes = Bytes::from(serde_json::to_vec(body).map_err(|e| e.to_string())?);
-    match client.post_json(url, bytes).await {
+    match client.post_json(url, bytes, &[]).await {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!(
             "CleverTap's {} callback answered {}",
@@ -383,7 +397,7 @@ mod tests {
         let file: crate::config::GatewayFile = toml::from_str(
             "public_url = \"https://wa.example.com\"\n[clevertap]\nusername = \"u\"\npassword_env = \"S\"\none_api_key_env = \"S\"\n\
              dlr_url = \"https://ct.example.com/d\"\nimo_url = \"https://ct.example.com/i\"\nwaba_number = \"+2799\"\n\
-             media_link_secret_env = \"S\"\n",
+             media_link_secret_env = \"S\"\nallow_unauthenticated = true\n",
         )
         .unwrap();
         crate::config::GatewayConfig::from_file(&file, &|_| {

@@ -27,6 +27,7 @@ use http_body_util::BodyExt;
 use oneseal_core::ErrorClass;
 use serde_json::{json, Value};
 
+use crate::body::JsonBody;
 use crate::config::CleverTapConfig;
 use crate::upstream::Upstream;
 use crate::Shared;
@@ -72,30 +73,25 @@ fn answer(r: &Result<&'static str, Refusal>) -> Response {
     }
 }
 
-/// `POST {clevertap.path}`.
-pub(crate) async fn send(
-    State(g): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(b) = g.clevertap.as_ref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if !crate::callbacks::basic_auth_ok(Some(&b.cfg.auth), &headers) {
-        metrics::counter!("oneseal_clevertap_requests_total", "kind" => "unknown", "outcome" => "401")
-            .increment(1);
-        let mut r = (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "Invalid credentials"})),
-        )
-            .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"oneseal\""),
-        );
-        return r;
-    }
-    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+/// CleverTap's answer to wrong or missing credentials (checked before the body is read).
+pub(crate) fn unauthorized() -> Response {
+    metrics::counter!("oneseal_clevertap_requests_total", "kind" => "unknown", "outcome" => "401")
+        .increment(1);
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"message": "Invalid credentials"})),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"oneseal\""),
+    );
+    r
+}
+
+/// `POST {clevertap.path}` (its credentials checked by the route's layer).
+pub(crate) async fn send(State(g): State<Arc<Shared>>, body: JsonBody) -> Response {
+    let Ok(payload) = serde_json::from_slice::<Value>(&body.bytes) else {
         metrics::counter!("oneseal_clevertap_requests_total", "kind" => "unknown", "outcome" => "400")
             .increment(1);
         return (
@@ -261,7 +257,7 @@ pub(crate) async fn media_link(
     };
     let Some(blob) = oneseal_core::b64::decode(&link.k)
         .ok()
-        .filter(|b| !b.is_empty())
+        .filter(|b| !b.is_empty() && inbound::is_media_download(&link.u))
     else {
         return (
             StatusCode::FORBIDDEN,
