@@ -2,8 +2,9 @@
 """A fake business app for the gateway's end-to-end tests: records every callback the
 gateway delivers (plain JSON) and answers 200, or 500 while told to fail. Loopback only.
 
-  fake_app.py --port P
-  POST <any path>   record the JSON body; 200 (or 500 in mode "fail")
+  fake_app.py --port P [--signing-secret whsec_...]
+  POST <any path>   record the JSON body (and, with a signing secret, whether the Standard
+                    Webhooks library verifies its signature headers); 200 (or 500 in mode "fail")
   POST /_mode       {"mode": "ok" | "fail"}
   GET  /_records    the bodies received, in order
 """
@@ -12,6 +13,7 @@ from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
 LOCK = threading.Lock()
 RECORDS, MODE = [], {"mode": "ok"}
+VERIFIER = None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -40,15 +42,29 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, MODE)
         if MODE["mode"] == "fail":
             return self.answer(500, {"error": "app failing"})
+        rec = {"path": self.path, "body": json.loads(raw),
+               "webhookId": self.headers.get("webhook-id")}
+        if VERIFIER is not None:
+            try:
+                VERIFIER.verify(raw, {k.lower(): v for k, v in self.headers.items()})
+                rec["verified"] = True
+            except Exception as e:  # the library's WebhookVerificationError
+                rec["verified"] = False
+                rec["verifyError"] = str(e)
         with LOCK:
-            RECORDS.append({"path": self.path, "body": json.loads(raw)})
+            RECORDS.append(rec)
         self.answer(200, {"ok": True})
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--signing-secret")
     a = ap.parse_args()
+    if a.signing_secret:
+        from standardwebhooks.webhooks import Webhook
+        global VERIFIER
+        VERIFIER = Webhook(a.signing_secret)
     ThreadingHTTPServer.request_queue_size = 1024
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)

@@ -32,7 +32,7 @@ forward_to = "http://127.0.0.1:$UPP/whatsapp/callbacks"
 username = "clickatell"
 password_env = "LOAD_CB_PASSWORD"
 EOF
-LOAD_CB_PASSWORD=load-pw RUST_LOG=warn "$BIN" gateway --config "$WORK/oneseal.toml" 2>"$WORK/gateway.log" & GW=$!; PIDS+=($GW)
+LOAD_CB_PASSWORD=load-callback-password RUST_LOG=warn "$BIN" gateway --config "$WORK/oneseal.toml" 2>"$WORK/gateway.log" & GW=$!; PIDS+=($GW)
 wait_port "$ADM"
 
 cat > "$WORK/message.lua" <<'EOF'
@@ -118,7 +118,7 @@ out = subprocess.run([sys.executable, "scripts/interop.py", "seal", sys.argv[1] 
                      check=True, capture_output=True, text=True).stdout
 open(sys.argv[1], "w").write(out)
 PY
-AUTH=$(printf 'clickatell:load-pw' | base64)
+AUTH=$(printf 'clickatell:load-callback-password' | base64)
 python3 - "$WORK/cb.json" "$AUTH" > "$WORK/callback.lua" <<'PY'
 import json, sys
 body = open(sys.argv[1]).read().strip()

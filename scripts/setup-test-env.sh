@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust, when it is missing: Python 3 with
-# `cryptography` (the independent implementation of the wire formats), `boto3`, and moto's
-# server (the local KMS API the KMS tests run against). Idempotent; no network when present.
+# `cryptography` (the independent implementation of the wire formats), `boto3`, moto's
+# server (the local KMS API the KMS tests run against) and `standardwebhooks` (the fake app
+# verifies the gateway's signatures with it). Idempotent; no network when present.
 set -euo pipefail
 
 if ! command -v python3 >/dev/null 2>&1; then
@@ -12,9 +13,10 @@ if ! command -v python3 >/dev/null 2>&1; then
   fi
 fi
 
-if ! python3 -c 'import moto.server, boto3, cryptography, flask' >/dev/null 2>&1; then
-  echo "setup-test-env: installing moto[server], boto3, cryptography from PyPI" >&2
-  python3 -m pip install --quiet 'moto[server]>=5' boto3 cryptography \
-    || python3 -m pip install --quiet --break-system-packages 'moto[server]>=5' boto3 cryptography
+PKGS=('moto[server]>=5' boto3 cryptography 'standardwebhooks>=1.1')
+if ! python3 -c 'import moto.server, boto3, cryptography, flask, standardwebhooks' >/dev/null 2>&1; then
+  echo "setup-test-env: installing ${PKGS[*]} from PyPI" >&2
+  python3 -m pip install --quiet "${PKGS[@]}" \
+    || python3 -m pip install --quiet --break-system-packages "${PKGS[@]}"
 fi
-python3 -c 'import moto.server, boto3, cryptography' 
+python3 -c 'import moto.server, boto3, cryptography, standardwebhooks' 

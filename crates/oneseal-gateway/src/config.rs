@@ -833,11 +833,11 @@ impl GatewayConfig {
                     "its callbacks",
                 )?;
                 let max_retry_age = match c.max_retry_age_seconds.unwrap_or(86_400) {
-                    s @ 60..=2_592_000 => Duration::from_secs(s),
+                    s @ 1..=2_592_000 => Duration::from_secs(s),
                     _ => {
                         return Err(err(
                             "gateway.callbacks.max_retry_age_seconds",
-                            "must be 60 to 2592000 seconds (30 days)",
+                            "must be 1 to 2592000 seconds (30 days)",
                         ))
                     }
                 };
