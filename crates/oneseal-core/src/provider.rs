@@ -135,6 +135,19 @@ pub enum KeyError {
 }
 
 impl KeyError {
+    /// Whether retrying cannot help: the key service refused this key or blob for good
+    /// (access denied, not found, disabled, invalid ciphertext), or no provider can unwrap
+    /// it. Passing failures (throttled, timeout, network, missing credentials) are not.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            KeyError::Service { failure, .. } => matches!(
+                failure,
+                ServiceFailure::AccessDenied | ServiceFailure::NotFound | ServiceFailure::Disabled
+            ),
+            _ => true,
+        }
+    }
+
     /// The error's class, for exit codes.
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -284,16 +284,7 @@ pub(crate) async fn download_verified(
             // A passing key-service failure: retry later. A key the service refuses for good
             // (a foreign or forged link) is the link's fault, answered as a failed download:
             // neither changes readiness, which follows the encrypt side only.
-            oneseal_core::KeyError::Service { failure, .. }
-                if !matches!(
-                    failure,
-                    oneseal_core::ServiceFailure::AccessDenied
-                        | oneseal_core::ServiceFailure::NotFound
-                        | oneseal_core::ServiceFailure::Disabled
-                ) =>
-            {
-                key_error(&e)
-            }
+            e if !e.is_permanent() => key_error(&e),
             _ => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "media_verification_failed",

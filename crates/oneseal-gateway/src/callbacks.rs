@@ -206,17 +206,10 @@ pub(crate) async fn decrypt(g: &Shared, doc: &mut Value) -> Result<(), Outcome> 
     }
 }
 
-/// Whether the key service refused the item's key for good: retrying cannot help.
+/// Whether the item's key was refused for good: retrying cannot help.
 fn permanent(e: &oneseal_core::Error) -> bool {
-    use oneseal_core::{KeyError, ServiceFailure};
     match e {
-        oneseal_core::Error::Key { source, .. } => match source {
-            KeyError::Service { failure, .. } => matches!(
-                failure,
-                ServiceFailure::AccessDenied | ServiceFailure::NotFound | ServiceFailure::Disabled
-            ),
-            _ => true,
-        },
+        oneseal_core::Error::Key { source, .. } => source.is_permanent(),
         _ => true,
     }
 }
