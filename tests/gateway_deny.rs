@@ -528,3 +528,27 @@ fn an_unsafe_request_id_is_replaced_by_the_gateways_own() {
         assert_ne!(got, bad);
     }
 }
+
+/// Regression: the upload guard compared query names case-sensitively, so a caller's own
+/// `EncryptionKey` reached the platform beside the gateway's.
+#[test]
+fn an_upload_query_setting_the_gateways_members_in_any_case_is_refused() {
+    let mut r = Rig::local("");
+    r.start_gateway();
+    for q in [
+        "encryptionKey=x",
+        "EncryptionKey=x",
+        "KMSARN=y",
+        "sha256filehash=z",
+    ] {
+        let a = http::request(
+            "POST",
+            &r.app_url(&format!("/v1/media?fileName=a.jpg&to=1&{q}")),
+            &[("Authorization", APP_KEY), ("Content-Type", "image/jpeg")],
+            b"\xff\xd8\xff",
+        )
+        .unwrap();
+        assert_eq!(a.status, 400, "{q}");
+    }
+    assert!(r.platform_records().is_empty());
+}

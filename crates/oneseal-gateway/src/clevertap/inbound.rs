@@ -446,4 +446,21 @@ mod tests {
         let bare = vec![json!({"files": [{"downloadUrl": "https://p/v1/media?fileId=X"}]})];
         assert!(media_links(&cfg, &bare).is_err());
     }
+
+    /// Regression: a forged callback could make the bridge GET any platform path with the
+    /// One API key (the signed link carried whatever `downloadUrl` said).
+    #[test]
+    fn a_download_url_off_the_media_route_is_refused() {
+        let cfg = cfg();
+        for url in [
+            "https://p/v1/message?x=1",
+            "https://p/v1/media/../message?x",
+            "https://p/v1/mediaX?fileId=1",
+            "https://p/v1/media",
+        ] {
+            let items = vec![json!({"encryptionKey": "S0VZ", "files": [{"downloadUrl": url}]})];
+            assert!(media_links(&cfg, &items).is_err(), "{url}");
+        }
+        assert!(is_media_download("/v1/media?fileId=1"));
+    }
 }
