@@ -1,4 +1,4 @@
-//! Criterion benchmarks of oneseal's hot paths (DESIGN §6). Run: `cargo bench --bench hot_paths`
+//! Criterion benchmarks of oneseal's hot paths. Run: `cargo bench --bench hot_paths`
 //! (add a filter, e.g. `-- walker`). Figures are compared as ratios within one run; see
 //! scripts/compare.sh for the side-by-side against sops and openssl.
 //!

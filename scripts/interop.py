@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent implementation of oneseal's wire format (DESIGN §2-§4) on Python
+"""An independent implementation of oneseal's wire format on Python
 `cryptography` (and boto3 for KMS), used by the test suite to check that what oneseal writes
 is the documented format -- not merely something oneseal reads back -- and that what a
 platform writes by the documented format, oneseal reads.
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives import padding
 from cryptography.exceptions import InvalidTag
 
-# ---- DESIGN §4, written out independently of oneseal's path engine -------------------------
+# ---- written out independently of oneseal's path engine -------------------------
 
 def kind(doc):
     if "messages" in doc:
@@ -117,7 +117,7 @@ def ptr_set(doc, ptr, v):
     if isinstance(doc, list): doc[int(last)] = v
     else: doc[last] = v
 
-# ---- suites (DESIGN §3) -----------------------------------------------------------------------
+# ---- suites -----------------------------------------------------------------------
 
 def seal(suite, key, pt):
     if suite == "gcm":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gateway benchmark (DESIGN §6; not a CI test). Everything on loopback, on this machine:
+# Gateway benchmark (not a CI test). Everything on loopback, on this machine:
 #   1. 1500 concurrent clients (wrk) POST one-message One API requests straight to a fake
 #      upstream that answers at once, then the same load through `oneseal gateway` (KMS: moto),
 #      then through nginx as a plain reverse proxy (no encryption, no logs): what a tuned

@@ -1,5 +1,5 @@
 //! The bad-input catalog (issue: reliability). Every case goes through the CLI and must end
-//! with the DESIGN §5 exit code, one short stderr line naming the path or file, no panic, no
+//! with its exit code, one short stderr line naming the path or file, no panic, no
 //! plaintext or key material on stderr, nothing at `-o`, the input unchanged, within 30 s.
 
 mod support;

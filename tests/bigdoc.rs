@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 use support::*;
 
-/// Peak RSS budget of DESIGN §6 for documents of any size.
+/// Peak RSS budget for documents of any size.
 const BUDGET_KIB: u64 = 64 * 1024;
 
 /// Runs `oneseal ARGS` (stdin from `stdin_file` if given) under Python, which reports the

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `oneseal` CLI on the local key provider: flags, environment,
-//! config file, stdin/stdout, atomic -o, exit codes and one-line errors (DESIGN §5).
+//! config file, stdin/stdout, atomic -o, exit codes and one-line errors.
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Every reference payload (fixtures/) through encrypt and decrypt, both suites: exactly its
 //! policy leaves change, with the lengths the suite implies; `encryptionKey` lands where
-//! DESIGN §4 puts it; inline media gets `sha256Hash`; decrypt restores the document exactly;
+//! the policy puts it; inline media gets `sha256Hash`; decrypt restores the document exactly;
 //! and an independent implementation (Python `cryptography`) agrees both ways.
 
 mod support;
@@ -66,7 +66,7 @@ async fn every_fixture_changes_exactly_its_policy_leaves_and_round_trips() {
                 };
                 assert_eq!(after.len(), suite.sealed_len(n), "{name} {leaf} {suite}");
             }
-            // encryptionKey placement (DESIGN §4).
+            // encryptionKey placement.
             match kind {
                 PayloadKind::OneRequest => {
                     for m in enc["messages"].as_array().unwrap() {

@@ -76,7 +76,7 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Asserts the DESIGN §5 error contract: exit code, one stderr line, no panic/backtrace.
+/// Asserts the error contract: exit code, one stderr line, no panic/backtrace.
 pub fn assert_fails(o: &Output, exit: i32, needle: &str) {
     let err = stderr(o);
     assert_eq!(code(o), exit, "stderr: {err}");

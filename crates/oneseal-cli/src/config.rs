@@ -45,7 +45,7 @@ pub struct FileConfig {
     pub passthrough: Vec<String>,
     #[serde(default)]
     pub encryption_context: BTreeMap<String, String>,
-    /// `[gateway]` (DESIGN §8), validated by `oneseal gateway`.
+    /// `[gateway]`, validated by `oneseal gateway`.
     pub gateway: Option<oneseal_gateway::GatewayFile>,
 }
 
@@ -117,7 +117,7 @@ fn from_flag_or_file<T, E: std::fmt::Display>(
 }
 
 /// A suite setting: the suite for new ciphertext ([`Suite`], default gcm), or the suite
-/// decryption accepts ([`DecryptSuite`]: the configured suite, gcm by default, DESIGN §3;
+/// decryption accepts ([`DecryptSuite`]: the configured suite, gcm by default;
 /// `auto` only when asked for). `suite` in the file sets both.
 pub fn suite<T>(flag: Option<&str>, file: &ConfigFile) -> Result<T, CliError>
 where
@@ -185,7 +185,7 @@ pub fn passthrough(
     Ok(out)
 }
 
-/// Key-cache limits from the file, bounded (DESIGN §2).
+/// Key-cache limits from the file, bounded.
 pub fn cache_config(fresh: bool, file: &ConfigFile) -> Result<CacheConfig, CliError> {
     let mut c = CacheConfig::default();
     if let Some(n) = file.values.max_messages_per_key {

@@ -1,4 +1,4 @@
-//! The CLI's one error type: a message for one stderr line and an exit code (DESIGN §5).
+//! The CLI's one error type: a message for one stderr line and an exit code.
 
 use std::fmt;
 use std::path::Path;

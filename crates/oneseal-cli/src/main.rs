@@ -56,7 +56,7 @@ fn main() -> ExitCode {
 }
 
 /// Help and version print and exit 0; a missing subcommand prints the help (exit 2); usage
-/// errors are one line (DESIGN §5) that keeps clap's tips ("a similar argument exists") and
+/// errors are one line that keeps clap's tips ("a similar argument exists") and
 /// points at the subcommand's own `--help`, exit 2.
 fn clap_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;

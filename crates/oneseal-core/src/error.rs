@@ -121,7 +121,7 @@ impl Error {
         }
     }
 
-    /// The error's class, for exit codes (DESIGN §5).
+    /// The error's class, for exit codes.
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Json(_)

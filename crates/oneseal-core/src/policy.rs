@@ -209,7 +209,7 @@ fn media(ct: &str, hash: &str) -> Option<InlineMedia> {
     })
 }
 
-/// DESIGN §4, One API request leaves.
+/// One API request leaves.
 pub const ONE_REQUEST_FIELDS: &[&str] = &[
     "content",
     "media.caption",
@@ -221,9 +221,9 @@ pub const ONE_REQUEST_FIELDS: &[&str] = &[
     "template.buttons.suggestedResponse.postbackData.*",
     "template.buttons.websiteUrl[*].parameters.*",
 ];
-/// DESIGN §4, legacy request leaves.
+/// Legacy request leaves.
 pub const LEGACY_REQUEST_FIELDS: &[&str] = &["content", "caption", "hsm.parameters.*"];
-/// DESIGN §4, callback leaves (One API items and legacy callbacks alike).
+/// Callback leaves (One API items and legacy callbacks alike).
 pub const CALLBACK_FIELDS: &[&str] = &[
     "content",
     "caption",

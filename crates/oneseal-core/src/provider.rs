@@ -40,7 +40,7 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
     }
 }
 
-/// Broad classes of failure, which the CLI maps to its exit codes (DESIGN §5).
+/// Broad classes of failure, which the CLI maps to its exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorClass {
@@ -165,7 +165,7 @@ impl KeyError {
     }
 }
 
-/// Routes decryption by blob (DESIGN §2): `OSL1` blobs to the local provider, all others to
+/// Routes decryption by blob: `OSL1` blobs to the local provider, all others to
 /// KMS. Encryption uses whichever provider was configured for it.
 #[derive(Debug, Clone)]
 pub struct BlobRouter {

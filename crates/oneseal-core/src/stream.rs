@@ -1,5 +1,5 @@
 //! Incremental (streaming) forms of the two suites, for media files too large to hold in
-//! memory. Output is byte-for-byte the media format of DESIGN §3:
+//! memory. Output is byte-for-byte the media format:
 //! `gcm`: nonce(12) ‖ ciphertext ‖ tag(16); `cbc`: iv(16) ‖ PKCS#7-padded ciphertext.
 //!
 //! AES-GCM runs through aws-lc's incremental `EVP_aes_256_gcm` (see `evp_gcm` for why);

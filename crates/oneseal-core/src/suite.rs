@@ -1,4 +1,4 @@
-//! The two content suites of DESIGN §3, for field values and in-memory bytes.
+//! The two content suites, for field values and in-memory bytes.
 //!
 //! | suite | bytes                                   |
 //! |-------|-----------------------------------------|
@@ -74,7 +74,7 @@ impl FromStr for Suite {
 
 /// Which suite(s) decryption accepts. The default is GCM only: decryption follows the
 /// configured suite, so a GCM deployment never runs unauthenticated CBC on values an
-/// attacker supplies (DESIGN §3).
+/// attacker supplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum DecryptSuite {

@@ -22,7 +22,7 @@ pub use bigdoc::Streamed;
 /// The member that carries the wrapped data key.
 pub const ENCRYPTION_KEY: &str = "encryptionKey";
 
-/// The four payload kinds of DESIGN §4.
+/// The four payload kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PayloadKind {
@@ -844,7 +844,7 @@ impl Engine {
         Ok((serialize_sized(&doc, pretty, input.len() + 4096)?, report))
     }
 
-    /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey` (DESIGN §4).
+    /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey`.
     ///
     /// The whole document is checked first (types at policy paths, existing keys), so a bad
     /// document costs no key-service call and is left untouched.
@@ -1373,7 +1373,7 @@ enum KeyPlacement {
     /// Requests: plain requests carry no key, so remove it.
     Remove,
     /// Callbacks: the platform's plain callbacks carry `"encryptionKey": null`, so the key
-    /// becomes null wherever it stands (DESIGN §4: no guessing from member order).
+    /// becomes null wherever it stands (no guessing from member order).
     Restore,
 }
 
@@ -1468,7 +1468,7 @@ fn as_object_mut<'a>(v: &'a mut Value, path: &str) -> Result<&'a mut Map<String,
     })
 }
 
-/// `decrypted` with DESIGN §4's bookkeeping members removed where `original` (the plain
+/// `decrypted` with the bookkeeping members removed where `original` (the plain
 /// document it was encrypted from) has none: a callback item's `encryptionKey: null` and a
 /// verified `sha256Hash`. A round trip must give back `original` exactly after this, key order
 /// included. For tests and fuzzing.

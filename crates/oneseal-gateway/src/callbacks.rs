@@ -1,4 +1,4 @@
-//! Public-side callback route and the relay behind it (DESIGN §8). A callback is on disk
+//! Public-side callback route and the relay behind it. A callback is on disk
 //! (fsynced) before the platform gets its 200; the relay decrypts it, rewrites moMedia
 //! `downloadUrl`s to the app side, POSTs the plain JSON to `callbacks.forward_to`, and deletes
 //! it only after a 2xx. Failures are retried with capped exponential backoff (across restarts:

@@ -1,4 +1,4 @@
-//! The `[gateway]` table of `oneseal.toml` (DESIGN §8): parsed as written, then validated
+//! The `[gateway]` table of `oneseal.toml`: parsed as written, then validated
 //! into a [`GatewayConfig`] with every default filled in. Errors name the key
 //! (`gateway.callbacks.forward_to: …`) so `oneseal gateway --check-config` can print one line.
 
@@ -48,9 +48,9 @@ pub struct GatewayFile {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub callbacks: Option<CallbacksFile>,
-    /// DESIGN §9: the CleverTap bridge.
+    /// The CleverTap bridge.
     pub clevertap: Option<CleverTapFile>,
-    /// DESIGN §10: the WhatsApp Flows endpoint.
+    /// The WhatsApp Flows endpoint.
     pub flows: Option<FlowsFile>,
 }
 

@@ -1,4 +1,4 @@
-//! The gateway's JSON failure answers (DESIGN §8):
+//! The gateway's JSON failure answers:
 //! `{"error":{"code":"…","message":"…","path":"…"}}`, with `Retry-After` where a retry helps.
 
 use axum::http::{header, HeaderValue, StatusCode};

@@ -1,4 +1,4 @@
-//! The public-side WhatsApp Flows endpoint (DESIGN §10). Meta posts an encrypted
+//! The public-side WhatsApp Flows endpoint. Meta posts an encrypted
 //! data-exchange request; the gateway checks `X-Hub-Signature-256` (before any decryption),
 //! unwraps the AES key with the business key (then the previous one during a rotation),
 //! answers `ping` itself, forwards everything else to the app's flow handler as the exact

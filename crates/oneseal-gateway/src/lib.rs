@@ -1,6 +1,6 @@
 //! # oneseal-gateway
 //!
-//! The HTTP gateway of DESIGN §8: an application in any language speaks the **plain** One API
+//! The HTTP gateway: an application in any language speaks the **plain** One API
 //! to the app side, and everything on the wire to and from the platform is client-side
 //! encrypted. Three listeners: **app** (message, legacy and media routes, the decrypting
 //! download route), **public** (the platform's callbacks, relayed through a durable spool;
@@ -140,9 +140,9 @@ pub(crate) struct Shared {
     spooled: tokio::sync::mpsc::UnboundedSender<String>,
     key_ok: Arc<AtomicBool>,
     metrics: PrometheusHandle,
-    /// The Flows endpoint (DESIGN §10), when configured.
+    /// The Flows endpoint, when configured.
     flows: Option<flows::Flows>,
-    /// The CleverTap bridge (DESIGN §9), when configured.
+    /// The CleverTap bridge, when configured.
     clevertap: Option<clevertap::Bridge>,
 }
 

@@ -323,4 +323,83 @@ mod tests {
         assert_eq!(s.pending().unwrap().len(), 1);
         assert!(d.path().join(MARKER).exists());
     }
+
+    /// One step of the model test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(Vec<u8>),
+        /// Delivered: the relay removes the n-th pending callback.
+        Deliver(usize),
+        /// A failed attempt: nothing changes on disk (the relay retries later).
+        Fail(usize),
+        Bury(usize),
+        Replay,
+        /// The process dies (a half-written temp file left behind) and starts again.
+        Crash,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Op::Put),
+            2 => (0usize..8).prop_map(Op::Deliver),
+            1 => (0usize..8).prop_map(Op::Fail),
+            2 => (0usize..8).prop_map(Op::Bury),
+            1 => Just(Op::Replay),
+            1 => Just(Op::Crash),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Random put / deliver / fail / bury / replay / crash sequences against a model: the
+        /// spool's pending and dead callbacks are exactly the model's, in arrival order, with
+        /// their bodies intact; a crash loses nothing that was put and leaves no temp file.
+        #[test]
+        fn the_spool_behaves_as_its_model(ops in proptest::collection::vec(op(), 1..40)) {
+            use std::collections::BTreeMap;
+            let d = tempfile::tempdir().unwrap();
+            let mut s = Spool::open(d.path()).unwrap();
+            let mut incoming: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            let mut dead: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            let nth = |m: &BTreeMap<String, Vec<u8>>, i: usize| m.keys().nth(i % m.len().max(1)).cloned();
+            for op in ops {
+                match op {
+                    Op::Put(body) => {
+                        let name = s.put(&body).unwrap();
+                        proptest::prop_assert!(incoming.keys().all(|k| *k < name), "names keep arrival order");
+                        incoming.insert(name, body);
+                    }
+                    Op::Deliver(i) => if let Some(n) = nth(&incoming, i) {
+                        s.remove(&n).unwrap();
+                        incoming.remove(&n);
+                    },
+                    Op::Fail(i) => if let Some(n) = nth(&incoming, i) {
+                        proptest::prop_assert_eq!(&s.read(&n).unwrap(), &incoming[&n]);
+                    },
+                    Op::Bury(i) => if let Some(n) = nth(&incoming, i) {
+                        s.bury(&n, "reason").unwrap();
+                        let body = incoming.remove(&n).unwrap();
+                        dead.insert(n, body);
+                    },
+                    Op::Replay => {
+                        proptest::prop_assert_eq!(s.replay().unwrap(), dead.len());
+                        incoming.append(&mut dead);
+                    }
+                    Op::Crash => {
+                        std::fs::write(s.tmp().join("00000000000000000009-00000009-9.json"), b"{half").unwrap();
+                        drop(s);
+                        s = Spool::open(d.path()).unwrap();
+                        proptest::prop_assert_eq!(std::fs::read_dir(s.tmp()).unwrap().count(), 0);
+                    }
+                }
+                proptest::prop_assert_eq!(s.pending().unwrap(), incoming.keys().cloned().collect::<Vec<_>>());
+                proptest::prop_assert_eq!(s.dead_letters().unwrap(), dead.keys().cloned().collect::<Vec<_>>());
+                for (n, body) in &incoming {
+                    proptest::prop_assert_eq!(&s.read(n).unwrap(), body);
+                }
+            }
+        }
+    }
 }

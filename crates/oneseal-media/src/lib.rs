@@ -1,7 +1,7 @@
 //! # oneseal-media
 //!
 //! Streaming media encryption for WhatsApp uploads, broadcasts and downloaded media, in the
-//! media formats of DESIGN §3 (`gcm`: nonce ‖ ciphertext ‖ tag; `cbc`: IV ‖ padded
+//! media formats (`gcm`: nonce ‖ ciphertext ‖ tag; `cbc`: IV ‖ padded
 //! ciphertext). Encryption computes the SHA-256 of the **plaintext** in the same pass
 //! (`sha256FileHash` / `sha256Hash`), on a second core: SHA-256, the one step that cannot be
 //! split, gets a thread of its own while the other reads, encrypts and writes (see
@@ -553,7 +553,7 @@ pub fn precheck(
 }
 
 /// The suites to try, in order. CBC only with an expected hash (binary CBC is released only
-/// against a known hash, DESIGN §3).
+/// against a known hash).
 fn attempts(suite: DecryptSuite, len: u64, expected: Option<[u8; 32]>) -> &'static [Suite] {
     let cbc_ok = expected.is_some() && usize::try_from(len).is_ok_and(cbc_len_fits);
     match suite {

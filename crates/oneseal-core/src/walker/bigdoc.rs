@@ -1,4 +1,4 @@
-//! Documents of any size in bounded memory (DESIGN §6). Instead of parsing the whole
+//! Documents of any size in bounded memory. Instead of parsing the whole
 //! document into one tree, the `messages` array (requests) or the `event` arrays (One API
 //! callbacks) are read element by element from a file: each message is parsed, encrypted or
 //! decrypted by the same per-item code as the tree path, serialized and written before the

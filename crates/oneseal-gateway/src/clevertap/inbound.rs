@@ -1,4 +1,4 @@
-//! Platform callbacks → CleverTap (DESIGN §9, inbound). The callbacks of the bridge's One
+//! Platform callbacks → CleverTap (inbound). The callbacks of the bridge's One
 //! API integration arrive on `clevertap.callbacks_path`, are spooled durably like any
 //! callback (tagged `.clevertap`), and the relay delivers them here: `messageStatusUpdate`
 //! becomes one delivery report, each `moText`/`moMedia`/`moLocation`/`moSuggestedResponse`

@@ -1,4 +1,4 @@
-//! The CleverTap bridge (DESIGN §9): the middleware reference 003 asks a CleverTap customer
+//! The CleverTap bridge: the middleware reference 003 asks a CleverTap customer
 //! to build between CleverTap and its WhatsApp provider, with One API client-side
 //! encryption inside it.
 //!

@@ -1,4 +1,4 @@
-//! CleverTap payloads → One API messages (DESIGN §9), as data: no I/O here. A payload is
+//! CleverTap payloads → One API messages, as data: no I/O here. A payload is
 //! either translated whole or refused with the CleverTap error code and what is unsupported
 //! — never half. Header and freeform media come back as [`MediaRef`]s for the caller to
 //! fetch, encrypt and upload; the One API message gets the resulting `fileId`.
