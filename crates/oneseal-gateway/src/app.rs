@@ -14,33 +14,58 @@ use oneseal_core::b64;
 use crate::body::JsonBody;
 use crate::config::MAX_MEDIA_BYTES;
 use crate::error::ApiError;
+use crate::platform::Platform;
 use crate::upstream::{pass_through, Pinned};
-use crate::Shared;
+
+/// The app side's state: the shared platform parts, and one engine per route family.
+pub struct AppSide {
+    pub platform: Arc<Platform>,
+    /// `/v1/message`: One API only.
+    pub one_api: oneseal_core::Engine,
+    /// `/wa/messages`: legacy only.
+    pub legacy: oneseal_core::Engine,
+}
 
 /// `POST /v1/message`: a plain One API request (One API only: a legacy member is refused),
 /// encrypted per policy, then forwarded.
 pub async fn message(
-    State(g): State<Arc<Shared>>,
+    State(g): State<Arc<AppSide>>,
     ConnectInfo(pin): ConnectInfo<Pinned>,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    forward_json(&g.one_api, &g, &pin, "/v1/message", &headers, &body.bytes).await
+    forward_json(
+        &g.one_api,
+        &g.platform,
+        &pin,
+        "/v1/message",
+        &headers,
+        &body.bytes,
+    )
+    .await
 }
 
 /// `POST /wa/messages`: the same for the legacy API (legacy only).
 pub async fn legacy_messages(
-    State(g): State<Arc<Shared>>,
+    State(g): State<Arc<AppSide>>,
     ConnectInfo(pin): ConnectInfo<Pinned>,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    forward_json(&g.legacy, &g, &pin, "/wa/messages", &headers, &body.bytes).await
+    forward_json(
+        &g.legacy,
+        &g.platform,
+        &pin,
+        "/wa/messages",
+        &headers,
+        &body.bytes,
+    )
+    .await
 }
 
 async fn forward_json(
     engine: &oneseal_core::Engine,
-    g: &Shared,
+    g: &Platform,
     pin: &Pinned,
     path: &str,
     headers: &HeaderMap,
@@ -76,11 +101,12 @@ const UPLOAD_SET: [&str; 3] = ["encryptionKey", "kmsArn", "sha256FileHash"];
 /// spool file (bounded memory), then uploaded with `encryptionKey`, `kmsArn` and
 /// `sha256FileHash` added. Over 30 MB → 413 before any key-service call.
 pub async fn media_upload(
-    State(g): State<Arc<Shared>>,
+    State(side): State<Arc<AppSide>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let g = &side.platform;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -115,10 +141,10 @@ pub async fn media_upload(
         .cache()
         .sealing_key()
         .await
-        .map_err(|e| key_error(&e))?;
+        .map_err(|e| ApiError::key(&e))?;
     key.record_seals(1);
     let suite = g.engine.options().suite;
-    let tmp = g.spool.temp_file().map_err(|e| spool_error(&e))?;
+    let tmp = g.spool.temp_file().map_err(|e| ApiError::spool(&e))?;
     let stream = body.into_data_stream().map_err(io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let key2 = key.clone();
@@ -140,7 +166,7 @@ pub async fn media_upload(
                 "encryption_failed",
                 format!("{e}; nothing was sent to the platform"),
             )),
-            (_, Err(e)) => Err(spool_error(&e)),
+            (_, Err(e)) => Err(ApiError::spool(&e)),
         }
     })
     .await
@@ -164,12 +190,16 @@ pub async fn media_upload(
     all.push(("sha256FileHash".into(), hex::encode(sha256)));
     let path = format!("/v1/media?{}", encode_pairs(&all));
     let file_path = tmp.path().to_path_buf();
-    let size = tmp.as_file().metadata().map_err(|e| spool_error(&e))?.len();
+    let size = tmp
+        .as_file()
+        .metadata()
+        .map_err(|e| ApiError::spool(&e))?
+        .len();
     let length = [(header::CONTENT_LENGTH, HeaderValue::from(size))];
     let r = g
         .upstream
         .send(Method::POST, &path, &headers, &length, &|| {
-            let f = std::fs::File::open(&file_path).map_err(|e| spool_error(&e))?;
+            let f = std::fs::File::open(&file_path).map_err(|e| ApiError::spool(&e))?;
             let f = tokio::fs::File::from_std(f);
             Ok(Body::from_stream(
                 tokio_util::io::ReaderStream::with_capacity(f, oneseal_media::CHUNK),
@@ -186,7 +216,7 @@ pub async fn media_upload(
 /// `downloadUrl`): fetched from the configured upstream only, decrypted and verified into a
 /// spool file, then streamed. Any mismatch → 502 and not one plaintext byte.
 pub async fn media_download(
-    State(g): State<Arc<Shared>>,
+    State(g): State<Arc<AppSide>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -227,131 +257,7 @@ pub async fn media_download(
             )
         })?;
     let path = format!("/v1/media?{}", encode_pairs(&pairs));
-    download_verified(&g, &path, &headers, &blob, expected).await
-}
-
-/// Fetches `path` from the configured upstream (with the `Authorization` in `headers`),
-/// decrypts it with the data key `blob` and verifies tag and SHA-256 into a spool file,
-/// then streams the plaintext. Any mismatch → 502 and not one plaintext byte.
-pub(crate) async fn download_verified(
-    g: &Shared,
-    path: &str,
-    headers: &HeaderMap,
-    blob: &[u8],
-    expected: Option<[u8; 32]>,
-) -> Result<Response, ApiError> {
-    let r = g
-        .upstream
-        .send(Method::GET, path, headers, &[], &|| Ok(Body::empty()))
-        .await?;
-    if !r.status().is_success() {
-        return Ok(pass_through(r));
-    }
-    let content_type = r.headers().get(header::CONTENT_TYPE).cloned();
-    // The encrypted file, whole, into the spool (bounded memory; a size cap against a
-    // misbehaving upstream).
-    let enc = g.spool.temp_file().map_err(|e| spool_error(&e))?;
-    let mut file = tokio::fs::File::from_std(enc.reopen().map_err(|e| spool_error(&e))?);
-    let mut body = r.into_body();
-    let mut total = 0u64;
-    use http_body_util::BodyExt;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| upstream_broke())?;
-        if let Some(data) = frame.data_ref() {
-            total += data.len() as u64;
-            if total > 2 * MAX_MEDIA_BYTES {
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_failed",
-                    "the platform sent a file larger than any upload it accepts",
-                ));
-            }
-            tokio::io::AsyncWriteExt::write_all(&mut file, data)
-                .await
-                .map_err(|e| spool_error(&e))?;
-        }
-    }
-    tokio::io::AsyncWriteExt::flush(&mut file)
+    g.platform
+        .download_verified(&path, &headers, &blob, expected)
         .await
-        .map_err(|e| spool_error(&e))?;
-    drop(file);
-    let key = g
-        .engine
-        .cache()
-        .opening_key(blob)
-        .await
-        .map_err(|e| match e {
-            // A passing key-service failure: retry later. A key the service refuses for good
-            // (a foreign or forged link) is the link's fault, answered as a failed download:
-            // neither changes readiness, which follows the encrypt side only.
-            e if !e.is_permanent() => key_error(&e),
-            _ => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "media_verification_failed",
-                "the download link's encryptionKey could not be unwrapped; no plaintext was released",
-            ),
-        })?;
-    let suite = g.engine.options().decrypt_suite;
-    let scratch = g.spool.tmp();
-    let (plain, _outcome) = tokio::task::spawn_blocking(move || {
-        let r = oneseal_media::decrypt_file_verified(
-            key.key(),
-            suite,
-            enc.path(),
-            &scratch,
-            expected,
-            &|_| {},
-        );
-        drop(enc);
-        r
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "decryption task failed",
-        )
-    })?
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "media_verification_failed",
-            format!(
-                "the downloaded file did not verify ({}); no plaintext was released",
-                e.short()
-            ),
-        )
-    })?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(
-        tokio::fs::File::from_std(plain),
-        oneseal_media::CHUNK,
-    );
-    let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        content_type.unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    Ok(resp)
-}
-
-fn upstream_broke() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_failed",
-        "the platform's answer broke off",
-    )
-}
-
-pub(crate) fn key_error(e: &oneseal_core::KeyError) -> ApiError {
-    ApiError::not_sent(e.class(), e, "key_provider_failed")
-}
-
-pub(crate) fn spool_error(e: &io::Error) -> ApiError {
-    tracing::error!(error = %e, "spool directory failure");
-    ApiError::unavailable(
-        "spool_unavailable",
-        "the gateway cannot write its spool directory",
-        5,
-    )
 }

@@ -63,6 +63,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A key-service failure before anything was sent (503 when passing, else 500).
+    pub fn key(e: &oneseal_core::KeyError) -> Self {
+        ApiError::not_sent(e.class(), e, "key_provider_failed")
+    }
+
+    /// The spool directory failed (logged here, once, with the OS error).
+    pub fn spool(e: &std::io::Error) -> Self {
+        tracing::error!(error = %e, "spool directory failure");
+        ApiError::unavailable(
+            "spool_unavailable",
+            "the gateway cannot write its spool directory",
+            5,
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});

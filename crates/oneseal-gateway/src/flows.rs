@@ -24,7 +24,6 @@ use crate::body::JsonBody;
 use crate::config::FlowsConfig;
 use crate::error::ApiError;
 use crate::upstream::Upstream;
-use crate::Shared;
 
 /// Largest answer read from the app's flow handler (a screen's data; Meta caps responses
 /// far below this).
@@ -120,11 +119,11 @@ fn bad_signature() -> Failure {
 /// without a well-formed `X-Hub-Signature-256` (`sha256=` and 64 hex digits) is answered 432
 /// at once; the signature itself is checked against the body before anything is decrypted.
 pub(crate) async fn signature_first(
-    State(g): State<Arc<Shared>>,
+    State(f): State<Arc<Flows>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let needs = g.flows.as_ref().is_some_and(|f| f.cfg.app_secret.is_some());
+    let needs = f.cfg.app_secret.is_some();
     let well_formed = req
         .headers()
         .get("x-hub-signature-256")
@@ -141,13 +140,11 @@ pub(crate) async fn signature_first(
 
 /// `POST {flows.path}`.
 pub(crate) async fn receive(
-    State(g): State<Arc<Shared>>,
+    State(f): State<Arc<Flows>>,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Response {
-    let Some(f) = g.flows.as_ref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    let f = &*f;
     let mut action = "unknown";
     let answer = tokio::time::timeout(
         f.cfg.response_timeout,

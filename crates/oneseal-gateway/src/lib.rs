@@ -35,30 +35,31 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admin;
+mod admission;
 mod app;
 mod auth;
 mod body;
-mod callbacks;
 mod clevertap;
 #[allow(missing_docs)]
 pub mod config;
 mod error;
 mod flows;
+mod intake;
+mod platform;
+mod relay;
 mod serve;
 mod sign;
 mod spool;
 mod upstream;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -66,12 +67,15 @@ use oneseal_core::{
     Api, CacheConfig, DataKey, DecryptSuite, Engine, EngineOptions, ErrorClass, KeyCache, KeyError,
     KeyProvider, Policy, SecretKey, Suite,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use callbacks::rewrite_download_urls;
+use admission::{admitted, authenticated, shed_clevertap, shed_json, stack, Guard};
+use relay::{Relay, RetryLimits, Sink, SinkId};
+
 pub use config::{ConfigError, GatewayConfig, GatewayFile};
 pub use error::ApiError;
+pub use relay::app::rewrite_download_urls;
 pub use spool::Spool;
 
 /// How long in-flight work may take to finish after SIGTERM.
@@ -126,26 +130,6 @@ pub enum GatewayError {
     Serve(std::io::Error),
 }
 
-/// State shared by every handler.
-pub(crate) struct Shared {
-    cfg: GatewayConfig,
-    engine: Engine,
-    /// The engine for `/v1/message` (One API only) and for `/wa/messages` (legacy only).
-    one_api: Engine,
-    legacy: Engine,
-    upstream: upstream::Upstream,
-    app: upstream::Upstream,
-    spool: Spool,
-    /// Names of newly spooled callbacks, for the relay.
-    spooled: tokio::sync::mpsc::UnboundedSender<String>,
-    key_ok: Arc<AtomicBool>,
-    metrics: PrometheusHandle,
-    /// The Flows endpoint, when configured.
-    flows: Option<flows::Flows>,
-    /// The CleverTap bridge, when configured.
-    clevertap: Option<clevertap::Bridge>,
-}
-
 /// A provider wrapper that counts key-service calls by operation and outcome, and keeps
 /// the readiness flag (a probe never calls the key service itself).
 #[derive(Debug)]
@@ -188,269 +172,209 @@ impl KeyProvider for Observed {
     }
 }
 
-/// Counts and times every request by listener, route and status.
-fn record(listener: &'static str, route: String, status: StatusCode, t: Instant) {
-    let status = status.as_u16().to_string();
-    metrics::counter!("oneseal_gateway_requests_total", "listener" => listener, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("oneseal_gateway_request_duration_seconds", "listener" => listener, "route" => route)
-        .record(t.elapsed().as_secs_f64());
+/// The gateway built, not yet serving: each listener's router, and the relay with the
+/// channel its callback routes announce new callbacks on. Tests drive the routers with
+/// `tower::ServiceExt::oneshot`; [`run`] binds and serves them.
+pub struct Gateway {
+    /// The app listener's routes.
+    pub app: Router,
+    /// The public listener's routes (each with its own admission and credentials).
+    pub public: Router,
+    /// The admin listener's routes.
+    pub admin: Router,
+    relay: Arc<Relay>,
+    spooled: mpsc::UnboundedReceiver<String>,
+    engine: Engine,
+    key_ok: Arc<AtomicBool>,
 }
 
-fn matched_route(req: &Request) -> String {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into())
-}
-
-/// The admin listener's metrics layer.
-async fn observe(listener: &'static str, req: Request, next: Next) -> Response {
-    let route = matched_route(&req);
-    let t = Instant::now();
-    let res = next.run(req).await;
-    record(listener, route, res.status(), t);
-    res
-}
-
-/// The admission of one listener or public route: its own in-flight limit (so a flood on one
-/// never sheds another), its deadline, its body budget, and how it answers when shedding
-/// (CleverTap's callers expect 429 in their format, everyone else the JSON error).
-#[derive(Clone)]
-struct Guard {
-    sem: Arc<Semaphore>,
-    listener: &'static str,
-    timeout: Duration,
-    budget: body::BodyBudget,
-    shed: fn() -> Response,
-}
-
-fn shed_json() -> Response {
-    ApiError::unavailable(
-        "overloaded",
-        "the gateway is at its in-flight limit; retry shortly",
-        1,
-    )
-    .into_response()
-}
-
-fn shed_clevertap() -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        axum::Json(serde_json::json!({"message": "Too many requests to process"})),
-    )
-        .into_response()
-}
-
-impl Guard {
-    fn new(
-        listener: &'static str,
-        in_flight: usize,
-        body_memory: usize,
+impl Gateway {
+    /// Builds the gateway from its validated config and parts; `metrics` renders `/metrics`.
+    pub fn build(
         cfg: &GatewayConfig,
-        shed: fn() -> Response,
-    ) -> Guard {
-        Guard {
-            sem: Arc::new(Semaphore::new(in_flight)),
-            listener,
-            timeout: cfg.request_timeout,
-            budget: body::BodyBudget::new(body_memory.max(cfg.max_body_bytes), cfg.max_body_bytes),
-            shed,
-        }
-    }
-}
-
-/// Request ids unique across restarts and instances without a random draw per request (a
-/// `getrandom` syscall each, 2% of the gateway's CPU under load): one random UUID per
-/// process (tower-http's), then a counter.
-#[derive(Clone)]
-struct RequestIds {
-    prefix: Arc<str>,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        use tower_http::request_id::{MakeRequestId, MakeRequestUuid};
-        let probe = axum::http::Request::new(());
-        let prefix = MakeRequestUuid
-            .make_request_id(&probe)
-            .and_then(|id| id.header_value().to_str().ok().map(str::to_string))
-            .unwrap_or_else(|| format!("{:x}", std::process::id()));
-        RequestIds {
-            prefix: prefix.into(),
-            next: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        }
-    }
-}
-
-impl tower_http::request_id::MakeRequestId for RequestIds {
-    fn make_request_id<B>(
-        &mut self,
-        _: &axum::http::Request<B>,
-    ) -> Option<tower_http::request_id::RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}-{n:x}", self.prefix);
-        axum::http::HeaderValue::from_str(&id)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
-    }
-}
-
-/// One middleware for what every request of the app and public listeners goes through
-/// (one layer, not three: each `from_fn` layer costs a boxed clone of the stack per request,
-/// measured at 4-11% of the gateway's throughput each):
-/// - shedding: over the listener's (or public route's) in-flight limit a request is answered
-///   at once instead of queued;
-/// - the per-request deadline (504);
-/// - the body budget its JSON body is read within;
-/// - request metrics by listener, route and status.
-async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
-    let route = matched_route(&req);
-    let t = Instant::now();
-    let res = match g.sem.try_acquire() {
-        Ok(_permit) => {
-            req.extensions_mut().insert(g.budget.clone());
-            match tokio::time::timeout(g.timeout, next.run(req)).await {
-                Ok(r) => r,
-                Err(_) => ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "deadline_exceeded",
-                    "the request took longer than request_timeout_seconds",
-                )
-                .into_response(),
-            }
-        }
-        Err(_) => {
-            metrics::counter!("oneseal_gateway_shed_total", "listener" => g.listener).increment(1);
-            (g.shed)()
-        }
-    };
-    record(g.listener, route, res.status(), t);
-    res
-}
-
-/// An `x-request-id` a caller sent is kept only when it is short and of a safe charset
-/// (letters, digits, `-_.:`), so it can be logged and echoed as it is; otherwise the gateway
-/// makes its own.
-fn sanitize_request_id(mut req: Request) -> Request {
-    let ok = req.headers().get("x-request-id").is_none_or(|v| {
-        let b = v.as_bytes();
-        !b.is_empty()
-            && b.len() <= 64
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-    });
-    if !ok {
-        req.headers_mut().remove("x-request-id");
-    }
-    req
-}
-
-/// Puts the listener-wide layers around a listener's routes: request ids (a caller's kept
-/// only when safe to log). Each route has its own admission and access log ([`admitted`]).
-fn stack(router: Router) -> Router {
-    use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-    router
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
-        .layer(axum::middleware::map_request(|req: Request| async move {
-            sanitize_request_id(req)
-        }))
-}
-
-/// A listener's (or public route's) routes behind their admission guard, and the request span
-/// and access log around it. Per route, not per listener, so the log names the route template
-/// the router matched: never a signed link token or the key-bearing query of a download.
-fn admitted(router: Router, guard: Guard) -> Router {
-    use tower_http::trace::TraceLayer;
-    let listener = guard.listener;
-    let router = router.layer(axum::middleware::from_fn_with_state(guard, self::guard));
-    // Only when it is written (`-v`, the gateway's default): with the log at `warn` the layer
-    // still timed, classified and wrapped every response (measured: 12-17% of throughput).
-    if !(tracing::enabled!(target: "oneseal_gateway", tracing::Level::INFO)
-        || tracing::enabled!(target: "tower_http::trace::on_response", tracing::Level::INFO))
-    {
-        return router;
-    }
-    router.layer(
-        TraceLayer::new_for_http()
-            .make_span_with(move |req: &Request| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                // Method and route only: never headers (Authorization) or bodies.
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(|p| p.as_str())
-                    .unwrap_or("unmatched");
-                tracing::info_span!("request", listener, id, method = %req.method(), route)
-            })
-            // One access-log line per request: status and latency, in the request's span.
-            .on_response(
-                tower_http::trace::DefaultOnResponse::new()
-                    .level(tracing::Level::INFO)
-                    .latency_unit(tower_http::LatencyUnit::Millis),
-            ),
-    )
-}
-
-/// A route that requires basic auth before its handler (and body extractor) runs.
-fn authenticated(
-    router: Router,
-    auth: Option<&config::BasicAuth>,
-    deny: fn() -> Response,
-) -> Router {
-    match auth {
-        Some(a) => router.route_layer(axum::middleware::from_fn_with_state(
-            auth::Require {
-                credentials: Arc::new(auth::Credentials::new(a)),
-                deny,
+        parts: Parts,
+        metrics: PrometheusHandle,
+    ) -> Result<Gateway, GatewayError> {
+        let spool = Spool::open(&cfg.spool_dir).map_err(|source| GatewayError::Spool {
+            path: cfg.spool_dir.display().to_string(),
+            source,
+        })?;
+        let key_ok = Arc::new(AtomicBool::new(false));
+        let provider: Arc<dyn KeyProvider> = Arc::new(Observed {
+            inner: parts.provider,
+            ok: key_ok.clone(),
+        });
+        let cache = Arc::new(KeyCache::new(provider, parts.cache));
+        let policy = if cfg.strict {
+            parts.policy.strict(cfg.passthrough.clone())
+        } else {
+            parts.policy
+        };
+        let engine = Engine::new(
+            cache.clone(),
+            policy,
+            EngineOptions {
+                suite: parts.suite,
+                decrypt_suite: parts.decrypt_suite,
+                ..EngineOptions::default()
             },
-            auth::require,
-        )),
-        None => router,
+        );
+        let platform = Arc::new(platform::Platform {
+            engine: engine.clone(),
+            upstream: upstream::Upstream::new(cfg.upstream.clone(), cfg.upstream_timeout)
+                .map_err(GatewayError::Client)?,
+            spool: spool.clone(),
+        });
+        let (spooled_tx, spooled) = mpsc::unbounded_channel();
+        let intake = |sink| {
+            Arc::new(intake::Intake {
+                spool: spool.clone(),
+                spooled: spooled_tx.clone(),
+                sink,
+            })
+        };
+        let mut sinks: HashMap<SinkId, Arc<dyn Sink>> = HashMap::new();
+
+        // The app side: one admission for all its routes, one engine per route family.
+        let app_side = Arc::new(app::AppSide {
+            one_api: engine.for_api(Api::One),
+            legacy: engine.for_api(Api::Legacy),
+            platform: platform.clone(),
+        });
+        let app = admitted(
+            Router::new()
+                .route("/v1/message", post(app::message))
+                .route("/wa/messages", post(app::legacy_messages))
+                .route(
+                    "/v1/media",
+                    post(app::media_upload).get(app::media_download),
+                )
+                .with_state(app_side),
+            Guard::new(
+                "app",
+                cfg.max_in_flight,
+                cfg.max_body_memory,
+                cfg,
+                shed_json,
+            ),
+        );
+
+        // The public side: each route on its own state, with its own admission and body
+        // budget (a flood on one never sheds another), its credentials checked before its
+        // body is read. Routers exist only for what is configured.
+        let routes = usize::from(cfg.callbacks.is_some())
+            + usize::from(cfg.flows.is_some())
+            + 3 * usize::from(cfg.clevertap.is_some());
+        let route_guard = |shed| {
+            Guard::new(
+                "public",
+                cfg.public_max_in_flight,
+                cfg.max_body_memory / routes.max(1),
+                cfg,
+                shed,
+            )
+        };
+        let mut public = Router::new();
+        if let Some(c) = &cfg.callbacks {
+            let r = Router::new()
+                .route(&c.path, post(intake::receive))
+                .with_state(intake(SinkId::App));
+            let r = authenticated(r, c.auth.as_ref(), intake::unauthorized);
+            public = public.merge(admitted(r, route_guard(shed_json)));
+            sinks.insert(
+                SinkId::App,
+                Arc::new(relay::app::AppSink {
+                    engine: engine.clone(),
+                    client: upstream::Upstream::for_url(&c.forward_to, cfg.upstream_timeout)
+                        .map_err(GatewayError::Client)?,
+                    cfg: c.clone(),
+                    app_url: cfg.app_url.clone(),
+                }),
+            );
+        }
+        if let Some(f) = &cfg.flows {
+            let flows = Arc::new(flows::Flows {
+                cfg: f.clone(),
+                app: upstream::Upstream::for_url(&f.forward_to, f.response_timeout)
+                    .map_err(GatewayError::Client)?,
+            });
+            let r = Router::new()
+                .route(&f.path, post(flows::receive))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    flows.clone(),
+                    flows::signature_first,
+                ))
+                .with_state(flows);
+            public = public.merge(admitted(r, route_guard(shed_json)));
+        }
+        if let Some(c) = &cfg.clevertap {
+            let bridge = Arc::new(
+                clevertap::Bridge::new(c.clone(), platform.clone(), cfg.upstream_timeout)
+                    .map_err(GatewayError::Client)?,
+            );
+            let send = Router::new()
+                .route(&c.path, post(clevertap::send))
+                .with_state(bridge.clone());
+            let send = authenticated(send, Some(&c.auth), clevertap::unauthorized);
+            public = public.merge(admitted(send, route_guard(shed_clevertap)));
+            // Media links authenticate by their signed token.
+            let links = Router::new()
+                .route(
+                    &format!("{}/media/{{token}}", c.path),
+                    get(clevertap::media_link),
+                )
+                .with_state(bridge.clone());
+            public = public.merge(admitted(links, route_guard(shed_json)));
+            let inbound = Router::new()
+                .route(&c.callbacks_path, post(intake::receive))
+                .with_state(intake(SinkId::CleverTap));
+            let inbound = authenticated(inbound, c.callback_auth.as_ref(), intake::unauthorized);
+            public = public.merge(admitted(inbound, route_guard(shed_json)));
+            sinks.insert(
+                SinkId::CleverTap,
+                Arc::new(clevertap::inbound::CleverTapSink { bridge }),
+            );
+        }
+
+        let admin = Router::new()
+            .route("/livez", get(admin::livez))
+            .route("/readyz", get(admin::readyz))
+            .route("/metrics", get(admin::metrics_text))
+            .with_state(Arc::new(admin::Admin {
+                spool: spool.clone(),
+                key_ok: key_ok.clone(),
+                metrics,
+                cache,
+            }))
+            .layer(axum::middleware::from_fn(|req, next| {
+                admission::observe("admin", req, next)
+            }));
+        let limits = RetryLimits {
+            cap: cfg
+                .callbacks
+                .as_ref()
+                .map(|c| c.max_retry)
+                .unwrap_or(Duration::from_secs(300)),
+            horizon: cfg
+                .callbacks
+                .as_ref()
+                .map(|c| c.max_retry_age)
+                .unwrap_or(Duration::from_secs(86_400)),
+        };
+        Ok(Gateway {
+            app: stack(app),
+            public: stack(public),
+            admin,
+            relay: Arc::new(Relay {
+                spool,
+                sinks,
+                limits,
+            }),
+            spooled,
+            engine,
+            key_ok,
+        })
     }
-}
-
-async fn livez() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(g): State<Arc<Shared>>) -> Response {
-    let spool = g.spool.check_writable().is_ok();
-    let keys = g.key_ok.load(Ordering::Relaxed);
-    let body = serde_json::json!({"config": "ok", "spool": if spool {"ok"} else {"not writable"},
-        "key_provider": if keys {"ok"} else {"failing"}});
-    let status = if spool && keys {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
-}
-
-async fn metrics_text(State(g): State<Arc<Shared>>) -> Response {
-    let st = g.engine.cache().stats();
-    for (side, hit, miss) in [
-        ("seal", st.seal_hits, st.seal_misses),
-        ("open", st.open_hits, st.open_misses),
-    ] {
-        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "hit")
-            .set(hit as f64);
-        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "miss")
-            .set(miss as f64);
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        g.metrics.render(),
-    )
-        .into_response()
 }
 
 /// Moves every dead letter back to the spool (`oneseal gateway replay`); a running gateway
@@ -506,74 +430,14 @@ pub async fn run(
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| GatewayError::Metrics(e.to_string()))?;
-    let spool = Spool::open(&cfg.spool_dir).map_err(|source| GatewayError::Spool {
-        path: cfg.spool_dir.display().to_string(),
-        source,
-    })?;
-    let key_ok = Arc::new(AtomicBool::new(false));
-    let provider: Arc<dyn KeyProvider> = Arc::new(Observed {
-        inner: parts.provider,
-        ok: key_ok.clone(),
-    });
-    let cache = Arc::new(KeyCache::new(provider, parts.cache));
-    let policy = if cfg.strict {
-        parts.policy.strict(cfg.passthrough.clone())
-    } else {
-        parts.policy
-    };
-    let engine = Engine::new(
-        cache,
-        policy,
-        EngineOptions {
-            suite: parts.suite,
-            decrypt_suite: parts.decrypt_suite,
-            ..EngineOptions::default()
-        },
-    );
-    let upstream = upstream::Upstream::new(cfg.upstream.clone(), cfg.upstream_timeout)
-        .map_err(GatewayError::Client)?;
-    let app_client = match &cfg.callbacks {
-        Some(c) => upstream::Upstream::for_url(&c.forward_to, cfg.upstream_timeout),
-        None => upstream::Upstream::new(cfg.upstream.clone(), cfg.upstream_timeout),
-    }
-    .map_err(GatewayError::Client)?;
-    let flows = match &cfg.flows {
-        Some(f) => Some(flows::Flows {
-            cfg: f.clone(),
-            app: upstream::Upstream::for_url(&f.forward_to, f.response_timeout)
-                .map_err(GatewayError::Client)?,
-        }),
-        None => None,
-    };
-    let clevertap = match &cfg.clevertap {
-        Some(c) => Some(
-            clevertap::Bridge::new(c.clone(), cfg.upstream_timeout)
-                .map_err(GatewayError::Client)?,
-        ),
-        None => None,
-    };
+    let gw = Gateway::build(&cfg, parts, metrics)?;
     let (app_l, pub_l, adm_l) = (
         bind("app_listen", cfg.app_listen).await?,
         bind("public_listen", cfg.public_listen).await?,
         bind("admin_listen", cfg.admin_listen).await?,
     );
-    let (spooled, spooled_rx) = tokio::sync::mpsc::unbounded_channel();
-    let g = Arc::new(Shared {
-        cfg: cfg.clone(),
-        one_api: engine.for_api(Api::One),
-        legacy: engine.for_api(Api::Legacy),
-        engine,
-        upstream,
-        app: app_client,
-        spool,
-        spooled,
-        key_ok: key_ok.clone(),
-        metrics,
-        flows,
-        clevertap,
-    });
     // Warm the key cache (and learn whether the provider works) before traffic arrives.
-    match g.engine.cache().sealing_key().await {
+    match gw.engine.cache().sealing_key().await {
         Ok(_) => tracing::info!("key provider ready"),
         Err(e) => tracing::warn!(error = %e, "key provider not usable yet; /readyz reports it"),
     }
@@ -581,99 +445,20 @@ pub async fn run(
     // While the provider is failing (and only then), re-check it every 30 s: readiness
     // recovers by itself.
     {
-        let (g, stop) = (g.clone(), stop.clone());
+        let (engine, key_ok, stop) = (gw.engine.clone(), gw.key_ok.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                 }
-                if !g.key_ok.load(Ordering::Relaxed) {
-                    let _ = g.engine.cache().sealing_key().await;
+                if !key_ok.load(Ordering::Relaxed) {
+                    let _ = engine.cache().sealing_key().await;
                 }
             }
         });
     }
-    // The app side: one admission for all its routes.
-    let app_router = admitted(
-        Router::new()
-            .route("/v1/message", post(app::message))
-            .route("/wa/messages", post(app::legacy_messages))
-            .route(
-                "/v1/media",
-                post(app::media_upload).get(app::media_download),
-            )
-            .with_state(g.clone()),
-        Guard::new(
-            "app",
-            cfg.max_in_flight,
-            cfg.max_body_memory,
-            &cfg,
-            shed_json,
-        ),
-    );
-    // The public side: each route with its own admission and body budget (a flood on one
-    // never sheds another), and its credentials checked before its body is read.
-    let public_routes = usize::from(cfg.callbacks.is_some())
-        + usize::from(cfg.flows.is_some())
-        + 3 * usize::from(cfg.clevertap.is_some());
-    let route_guard = |shed| {
-        Guard::new(
-            "public",
-            cfg.public_max_in_flight,
-            cfg.max_body_memory / public_routes.max(1),
-            &cfg,
-            shed,
-        )
-    };
-    let mut public_router = Router::new();
-    if let Some(c) = &cfg.callbacks {
-        let r = Router::new()
-            .route(&c.path, post(callbacks::receive))
-            .with_state(g.clone());
-        let r = authenticated(r, c.auth.as_ref(), callbacks::unauthorized);
-        public_router = public_router.merge(admitted(r, route_guard(shed_json)));
-    }
-    if let Some(f) = &cfg.flows {
-        let r = Router::new()
-            .route(&f.path, post(flows::receive))
-            .route_layer(axum::middleware::from_fn_with_state(
-                g.clone(),
-                flows::signature_first,
-            ))
-            .with_state(g.clone());
-        public_router = public_router.merge(admitted(r, route_guard(shed_json)));
-    }
-    if let Some(c) = &cfg.clevertap {
-        let send = Router::new()
-            .route(&c.path, post(clevertap::send))
-            .with_state(g.clone());
-        let send = authenticated(send, Some(&c.auth), clevertap::unauthorized);
-        public_router = public_router.merge(admitted(send, route_guard(shed_clevertap)));
-        // Media links authenticate by their signed token.
-        let links = Router::new()
-            .route(
-                &format!("{}/media/{{token}}", c.path),
-                get(clevertap::media_link),
-            )
-            .with_state(g.clone());
-        public_router = public_router.merge(admitted(links, route_guard(shed_json)));
-        let inbound = Router::new()
-            .route(&c.callbacks_path, post(clevertap::inbound::receive))
-            .with_state(g.clone());
-        let inbound = authenticated(inbound, c.callback_auth.as_ref(), callbacks::unauthorized);
-        public_router = public_router.merge(admitted(inbound, route_guard(shed_json)));
-    }
-    let admin_router = Router::new()
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(g.clone())
-        .layer(axum::middleware::from_fn(move |req, next| {
-            observe("admin", req, next)
-        }));
-
-    let relay = tokio::spawn(callbacks::relay(g.clone(), spooled_rx, stop.clone()));
+    let relay = tokio::spawn(gw.relay.clone().run(gw.spooled, stop.clone()));
     {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -695,44 +480,21 @@ pub async fn run(
         }
         tokio_rustls::TlsAcceptor::from(Arc::new(t))
     });
-    // Each listener's server, stopping (and then draining) when `stop` is cancelled.
-    let listeners = [
-        // The app listener: each connection gets its own upstream connection (`Pinned`).
-        (
-            serve::Listener {
-                name: "app",
-                tcp: app_l,
-                tls: None,
-                limits,
-                pinned: true,
-            },
-            stack(app_router),
-        ),
-        (
-            serve::Listener {
-                name: "public",
-                tcp: pub_l,
-                tls,
-                limits,
-                pinned: false,
-            },
-            stack(public_router),
-        ),
-        (
-            serve::Listener {
-                name: "admin",
-                tcp: adm_l,
-                tls: None,
-                limits,
-                pinned: false,
-            },
-            admin_router,
-        ),
-    ];
-    let servers: Vec<_> = listeners
-        .into_iter()
-        .map(|(l, router)| tokio::spawn(l.serve(router, stop.clone())))
-        .collect();
+    let listener = |name, tcp, tls, pinned| serve::Listener {
+        name,
+        tcp,
+        tls,
+        limits,
+        pinned,
+    };
+    // Each listener's server, stopping (and then draining) when `stop` is cancelled. App
+    // connections each get their own upstream connection (`Pinned`).
+    let servers = [
+        (listener("app", app_l, None, true), gw.app),
+        (listener("public", pub_l, tls, false), gw.public),
+        (listener("admin", adm_l, None, false), gw.admin),
+    ]
+    .map(|(l, router)| tokio::spawn(l.serve(router, stop.clone())));
     stop.cancelled().await;
     let drained = tokio::time::timeout(DRAIN, async {
         for s in servers {

@@ -9,28 +9,13 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::Uri;
-use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::media::{new_link, sign_link};
-use crate::body::JsonBody;
-use crate::callbacks::Outcome;
+use super::Bridge;
 use crate::config::CleverTapConfig;
-use crate::error::ApiError;
-use crate::Shared;
-
-/// The spool tag of callbacks bound for CleverTap.
-pub const TAG: &str = ".clevertap";
-
-/// `POST {clevertap.callbacks_path}` (its credentials checked by the route's layer).
-pub(crate) async fn receive(
-    State(g): State<Arc<Shared>>,
-    body: JsonBody,
-) -> Result<Response, ApiError> {
-    crate::callbacks::accept(&g, body, TAG).await
-}
+use crate::relay::{open, Outcome, Sink};
 
 /// CleverTap's status for a One API status code; `None` = not forwarded (queued, scheduled).
 /// Reference 001: any code not in its table is a failure.
@@ -291,7 +276,7 @@ fn incoming(
     out
 }
 
-async fn post(b: &super::Bridge, to_dlr: bool, body: &Value) -> Result<(), String> {
+async fn post(b: &Bridge, to_dlr: bool, body: &Value) -> Result<(), String> {
     let (client, url) = if to_dlr {
         (&b.dlr, &b.cfg.dlr_url)
     } else {
@@ -309,15 +294,21 @@ async fn post(b: &super::Bridge, to_dlr: bool, body: &Value) -> Result<(), Strin
     }
 }
 
+/// The CleverTap sink: the bridge's platform callbacks as delivery reports and incoming
+/// messages.
+pub struct CleverTapSink {
+    pub bridge: Arc<Bridge>,
+}
+
+#[async_trait::async_trait]
+impl Sink for CleverTapSink {
+    async fn deliver(&self, _name: &str, doc: Value) -> Outcome {
+        deliver(&self.bridge, doc).await
+    }
+}
+
 /// Delivers one spooled callback to CleverTap.
-pub(crate) async fn deliver(g: &Shared, name: &str) -> Outcome {
-    let Some(b) = g.clevertap.as_ref() else {
-        return Outcome::Retry("the CleverTap bridge is not configured".into());
-    };
-    let mut doc = match crate::callbacks::load(g, name) {
-        Ok(d) => d,
-        Err(o) => return o,
-    };
+async fn deliver(b: &Bridge, mut doc: Value) -> Outcome {
     if !doc.get("event").is_some_and(Value::is_object) {
         return Outcome::Dead("not a One API callback (no \"event\" object)".into());
     }
@@ -330,7 +321,8 @@ pub(crate) async fn deliver(g: &Shared, name: &str) -> Outcome {
         Ok(l) => l,
         Err(e) => return Outcome::Dead(e),
     };
-    if let Err(o) = crate::callbacks::decrypt(g, &mut doc).await {
+    // The bridge's integration encrypts: plaintext content is refused.
+    if let Err(o) = open(&b.platform.engine, &mut doc, false).await {
         return o;
     }
     let Some(event) = doc.get("event").and_then(Value::as_object) else {

@@ -28,8 +28,8 @@ use sha2::Sha256;
 use tokio::sync::OnceCell;
 
 use super::translate::{MediaKind, MediaRef, Refusal};
+use super::Bridge;
 use crate::config::{CleverTapConfig, MAX_MEDIA_BYTES};
-use crate::Shared;
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -171,10 +171,7 @@ pub fn allowed_url(cfg: &CleverTapConfig, url: &str) -> Result<Uri, Refusal> {
 }
 
 /// The encrypted file for `media`, fetched and encrypted once per URL.
-pub async fn prepared(g: &Shared, media: &MediaRef) -> Result<Arc<Prepared>, Refusal> {
-    let Some(b) = g.clevertap.as_ref() else {
-        return Err(Refusal::Other("the CleverTap bridge is off".into()));
-    };
+pub async fn prepared(b: &Bridge, media: &MediaRef) -> Result<Arc<Prepared>, Refusal> {
     let uri = allowed_url(&b.cfg, &media.url)?;
     let cell = slot(
         &b.media.prepared,
@@ -184,12 +181,11 @@ pub async fn prepared(g: &Shared, media: &MediaRef) -> Result<Arc<Prepared>, Ref
         |p: &Arc<Prepared>| p.bytes.len(),
         PREPARED_BYTES,
     );
-    once(cell, fetch_and_encrypt(g, b, uri, media)).await
+    once(cell, fetch_and_encrypt(b, uri, media)).await
 }
 
 async fn fetch_and_encrypt(
-    g: &Shared,
-    b: &super::Bridge,
+    b: &Bridge,
     uri: Uri,
     media: &MediaRef,
 ) -> Result<Arc<Prepared>, Refusal> {
@@ -240,14 +236,15 @@ async fn fetch_and_encrypt(
     })??;
     let (content_type, plain) = res;
     metrics::counter!("oneseal_clevertap_media_fetches_total", "outcome" => "ok").increment(1);
-    let key = g
+    let key = b
+        .platform
         .engine
         .cache()
         .sealing_key()
         .await
         .map_err(|e| Refusal::Other(format!("{e}; nothing was sent")))?;
     key.record_seals(1);
-    let suite = g.engine.options().suite;
+    let suite = b.platform.engine.options().suite;
     let key2 = key.clone();
     let (sealed, sha256) = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(plain.len() + 64);
@@ -289,10 +286,7 @@ fn default_type(kind: MediaKind) -> &'static str {
 
 /// Uploads `p` for `to` (template headers) or for broadcast (`to = None`); returns the
 /// `fileId`.
-pub async fn upload(g: &Shared, p: &Prepared, to: Option<&str>) -> Result<String, Refusal> {
-    let Some(b) = g.clevertap.as_ref() else {
-        return Err(Refusal::Other("the CleverTap bridge is off".into()));
-    };
+pub async fn upload(b: &Bridge, p: &Prepared, to: Option<&str>) -> Result<String, Refusal> {
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("fileName", &p.file_name);
@@ -315,7 +309,8 @@ pub async fn upload(g: &Shared, p: &Prepared, to: Option<&str>) -> Result<String
     );
     let len = [(header::CONTENT_LENGTH, HeaderValue::from(p.bytes.len()))];
     let bytes = p.bytes.clone();
-    let res = g
+    let res = b
+        .platform
         .upstream
         .send(Method::POST, &path, &h, &len, &|| {
             Ok(Body::from(bytes.clone()))
@@ -356,10 +351,7 @@ pub async fn upload(g: &Shared, p: &Prepared, to: Option<&str>) -> Result<String
 
 /// The broadcast `fileId` for a freeform `mediaURL`: fetched, encrypted and uploaded once,
 /// reused for 29 days.
-pub async fn broadcast_file(g: &Shared, media: &MediaRef) -> Result<String, Refusal> {
-    let Some(b) = g.clevertap.as_ref() else {
-        return Err(Refusal::Other("the CleverTap bridge is off".into()));
-    };
+pub async fn broadcast_file(b: &Bridge, media: &MediaRef) -> Result<String, Refusal> {
     allowed_url(&b.cfg, &media.url)?;
     let cell = slot(
         &b.media.broadcast,
@@ -370,8 +362,8 @@ pub async fn broadcast_file(g: &Shared, media: &MediaRef) -> Result<String, Refu
         usize::MAX,
     );
     once(cell, async {
-        let p = prepared(g, media).await?;
-        upload(g, &p, None).await
+        let p = prepared(b, media).await?;
+        upload(b, &p, None).await
     })
     .await
 }

@@ -29,13 +29,17 @@ use serde_json::{json, Value};
 
 use crate::body::JsonBody;
 use crate::config::CleverTapConfig;
+use crate::platform::Platform;
 use crate::upstream::Upstream;
-use crate::Shared;
 use translate::{Outbound, Refusal};
 
 /// The bridge's state.
 pub(crate) struct Bridge {
     pub cfg: CleverTapConfig,
+    /// The engine, the platform client and the spool.
+    pub platform: Arc<Platform>,
+    /// The bridge sends One API messages only.
+    pub one_api: oneseal_core::Engine,
     pub media: media::MediaCache,
     /// `Authorization` for the platform: the bridge's One API key (marked sensitive).
     pub api_key_header: HeaderValue,
@@ -44,11 +48,17 @@ pub(crate) struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(cfg: CleverTapConfig, timeout: std::time::Duration) -> std::io::Result<Bridge> {
+    pub fn new(
+        cfg: CleverTapConfig,
+        platform: Arc<Platform>,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<Bridge> {
         let mut api_key_header = HeaderValue::from_str(cfg.one_api_key.0.trim())
             .map_err(|_| std::io::Error::other("the One API key is not a valid header value"))?;
         api_key_header.set_sensitive(true);
         Ok(Bridge {
+            one_api: platform.engine.for_api(oneseal_core::Api::One),
+            platform,
             media: media::MediaCache::new()?,
             api_key_header,
             dlr: Upstream::for_url(&cfg.dlr_url, timeout)?,
@@ -90,7 +100,7 @@ pub(crate) fn unauthorized() -> Response {
 }
 
 /// `POST {clevertap.path}` (its credentials checked by the route's layer).
-pub(crate) async fn send(State(g): State<Arc<Shared>>, body: JsonBody) -> Response {
+pub(crate) async fn send(State(b): State<Arc<Bridge>>, body: JsonBody) -> Response {
     let Ok(payload) = serde_json::from_slice::<Value>(&body.bytes) else {
         metrics::counter!("oneseal_clevertap_requests_total", "kind" => "unknown", "outcome" => "400")
             .increment(1);
@@ -101,7 +111,7 @@ pub(crate) async fn send(State(g): State<Arc<Shared>>, body: JsonBody) -> Respon
             .into_response();
     };
     let mut kind = "unknown";
-    let r = handle(&g, &payload, &mut kind).await;
+    let r = handle(&b, &payload, &mut kind).await;
     let outcome = match &r {
         Ok(_) => "success".to_string(),
         Err(e) => e.code().to_string(),
@@ -116,14 +126,10 @@ pub(crate) async fn send(State(g): State<Arc<Shared>>, body: JsonBody) -> Respon
 }
 
 async fn handle(
-    g: &Shared,
+    b: &Bridge,
     payload: &Value,
     kind: &mut &'static str,
 ) -> Result<&'static str, Refusal> {
-    let b = g
-        .clevertap
-        .as_ref()
-        .ok_or_else(|| Refusal::Other("the CleverTap bridge is off".into()))?;
     let out = translate::translate(payload, &b.cfg.validate_only_namespace)?;
     *kind = out.kind();
     let message = match out {
@@ -134,9 +140,9 @@ async fn handle(
             header_media,
         } => {
             if let Some(m) = header_media {
-                let p = media::prepared(g, &m).await?;
+                let p = media::prepared(b, &m).await?;
                 let to = message.get("to").and_then(Value::as_str).unwrap_or("");
-                let file_id = media::upload(g, &p, Some(to)).await?;
+                let file_id = media::upload(b, &p, Some(to)).await?;
                 if let Some(t) = message.get_mut("template").and_then(Value::as_object_mut) {
                     t.insert(
                         "header".into(),
@@ -148,7 +154,7 @@ async fn handle(
         }
         Outbound::Media { mut message, media } => {
             // A freeform media problem is not a template problem: 2004.
-            let file_id = media::broadcast_file(g, &media)
+            let file_id = media::broadcast_file(b, &media)
                 .await
                 .map_err(|r| match r {
                     Refusal::Template(m) => Refusal::Other(m),
@@ -160,16 +166,16 @@ async fn handle(
             message
         }
     };
-    send_message(g, b, translate::request(message)).await?;
+    send_message(b, translate::request(message)).await?;
     Ok("sent")
 }
 
 /// Encrypts the One API request and sends it with the bridge's key.
-async fn send_message(g: &Shared, b: &Bridge, request: Value) -> Result<(), Refusal> {
+async fn send_message(b: &Bridge, request: Value) -> Result<(), Refusal> {
     let plain = serde_json::to_vec(&request).map_err(|e| Refusal::Other(e.to_string()))?;
-    let sealed = g
-        .engine
-        .encrypt_slice(&plain, false)
+    let sealed = b
+        .one_api
+        .encrypt_request_slice(&plain)
         .await
         .map_err(|e| match e.class() {
             ErrorClass::Input | ErrorClass::Config => Refusal::Template(e.to_string()),
@@ -182,7 +188,8 @@ async fn send_message(g: &Shared, b: &Bridge, request: Value) -> Result<(), Refu
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let res = g
+    let res = b
+        .platform
         .upstream
         .send(Method::POST, "/v1/message", &h, &[], &|| {
             Ok(Body::from(sealed.clone()))
@@ -238,12 +245,9 @@ fn platform_verdict(status: StatusCode, body: &[u8]) -> Result<(), Refusal> {
 
 /// `GET {clevertap.path}/media/{token}`: a signed link of an incoming media message.
 pub(crate) async fn media_link(
-    State(g): State<Arc<Shared>>,
+    State(b): State<Arc<Bridge>>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(b) = g.clevertap.as_ref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
     let link = match media::open_link(&b.cfg, &token) {
         Ok(l) => l,
         Err(e) => {
@@ -272,7 +276,11 @@ pub(crate) async fn media_link(
     let mut h = HeaderMap::new();
     h.insert(header::AUTHORIZATION, b.api_key_header.clone());
     metrics::counter!("oneseal_clevertap_media_links_total", "outcome" => "served").increment(1);
-    match crate::app::download_verified(&g, &link.u, &h, &blob, expected).await {
+    match b
+        .platform
+        .download_verified(&link.u, &h, &blob, expected)
+        .await
+    {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }

@@ -1,0 +1,61 @@
+//! The admin listener: `/livez` (the process is up), `/readyz` (the spool is writable and the
+//! key provider can make data keys — learned from real traffic and a 30 s re-check while
+//! failing, so probes cost no key-service call) and `/metrics` (Prometheus text).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use oneseal_core::KeyCache;
+
+use crate::spool::Spool;
+
+/// What the admin routes read.
+pub struct Admin {
+    pub spool: Spool,
+    /// Whether the last `GenerateDataKey` succeeded.
+    pub key_ok: Arc<AtomicBool>,
+    pub metrics: PrometheusHandle,
+    pub cache: Arc<KeyCache>,
+}
+
+pub async fn livez() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(g): State<Arc<Admin>>) -> Response {
+    let spool = g.spool.check_writable().is_ok();
+    let keys = g.key_ok.load(Ordering::Relaxed);
+    let body = serde_json::json!({"config": "ok", "spool": if spool {"ok"} else {"not writable"},
+        "key_provider": if keys {"ok"} else {"failing"}});
+    let status = if spool && keys {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn metrics_text(State(g): State<Arc<Admin>>) -> Response {
+    let st = g.cache.stats();
+    for (side, hit, miss) in [
+        ("seal", st.seal_hits, st.seal_misses),
+        ("open", st.open_hits, st.open_misses),
+    ] {
+        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "hit")
+            .set(hit as f64);
+        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "miss")
+            .set(miss as f64);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        g.metrics.render(),
+    )
+        .into_response()
+}
