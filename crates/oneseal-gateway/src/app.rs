@@ -5,9 +5,10 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use futures_util::TryStreamExt;
 use oneseal_core::b64;
 
@@ -30,14 +31,14 @@ pub struct AppSide {
 /// encrypted per policy, then forwarded.
 pub async fn message(
     State(g): State<Arc<AppSide>>,
-    ConnectInfo(pin): ConnectInfo<Pinned>,
+    pin: Option<Extension<Pinned>>,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     forward_json(
         &g.one_api,
         &g.platform,
-        &pin,
+        pin.as_deref(),
         "/v1/message",
         &headers,
         &body.bytes,
@@ -48,14 +49,14 @@ pub async fn message(
 /// `POST /wa/messages`: the same for the legacy API (legacy only).
 pub async fn legacy_messages(
     State(g): State<Arc<AppSide>>,
-    ConnectInfo(pin): ConnectInfo<Pinned>,
+    pin: Option<Extension<Pinned>>,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     forward_json(
         &g.legacy,
         &g.platform,
-        &pin,
+        pin.as_deref(),
         "/wa/messages",
         &headers,
         &body.bytes,
@@ -66,7 +67,7 @@ pub async fn legacy_messages(
 async fn forward_json(
     engine: &oneseal_core::Engine,
     g: &Platform,
-    pin: &Pinned,
+    pin: Option<&Pinned>,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],

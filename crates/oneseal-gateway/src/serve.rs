@@ -14,7 +14,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -50,7 +49,7 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     pub limits: Limits,
     /// Each connection gets its own upstream connection (the app side), found by handlers
-    /// as `ConnectInfo<Pinned>`.
+    /// as an `Extension<Pinned>`.
     pub pinned: bool,
 }
 
@@ -136,7 +135,7 @@ impl Connection {
         } = self;
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             if let Some(p) = &pinned {
-                req.extensions_mut().insert(ConnectInfo(p.clone()));
+                req.extensions_mut().insert(p.clone());
             }
             let mut router = router.clone();
             async move {

@@ -61,8 +61,8 @@ fn pool(connector: Https) -> Client<Https, Body> {
 /// connection still goes through the pool: a client that sends one request per connection
 /// opens no connection (and TLS session) of its own upstream.
 ///
-/// Made per accepted app connection by the server loop and found by handlers as
-/// `ConnectInfo<Pinned>`.
+/// Made per accepted app connection by the server loop and found by handlers as an
+/// `Extension<Pinned>`.
 #[derive(Clone, Default)]
 pub struct Pinned(Arc<PinnedState>);
 
@@ -273,14 +273,18 @@ impl Upstream {
     /// on the app connection's second request, remade when the platform closed it or it sat
     /// idle). Anything that goes wrong before the request could have left falls back to the
     /// pool, which applies its own retry rule; after that, the same answers as `send`.
+    /// Without a `pin` (a request that did not come through the app listener) the pool.
     pub async fn send_pinned(
         &self,
-        pin: &Pinned,
+        pin: Option<&Pinned>,
         path_and_query: &str,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response<hyper::body::Incoming>, ApiError> {
         let pooled = || self.post(path_and_query, headers, &body);
+        let Some(pin) = pin else {
+            return pooled().await;
+        };
         if !pin.0.seen.swap(true, Ordering::Relaxed) {
             return pooled().await;
         }
