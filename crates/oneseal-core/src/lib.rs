@@ -5,7 +5,7 @@
 //!
 //! - [`suite`]: the `gcm` (default) and `cbc` content formats, for field values and bytes.
 //! - [`secret`]: zeroizing, redacted key types.
-//! - [`provider`]: the async [`KeyProvider`] trait and [`BlobRouter`].
+//! - [`provider`]: the async [`KeyProvider`] trait; [`router`]: the [`BlobRouter`].
 //! - [`local`]: the embedded local key provider (offline; the platform cannot decrypt it).
 //! - [`cache`]: the single-flight [`KeyCache`].
 //! - [`policy`]: which leaves are encrypted (data), and [`walker`]: the engine applying it.
@@ -48,6 +48,7 @@ mod evp_gcm;
 pub mod local;
 pub mod policy;
 pub mod provider;
+pub mod router;
 pub mod secret;
 pub mod stream;
 pub mod strict;
@@ -58,7 +59,8 @@ pub use cache::{CacheConfig, CacheStats, CountingProvider, KeyCache, OpeningKey,
 pub use error::Error;
 pub use local::{InitOutcome, LocalProvider};
 pub use policy::{FieldPath, Policy};
-pub use provider::{BlobRouter, ErrorClass, KeyError, KeyProvider, ServiceFailure};
+pub use provider::{ErrorClass, KeyError, KeyProvider, ServiceFailure};
+pub use router::BlobRouter;
 pub use secret::{DataKey, SecretKey};
 pub use suite::{CryptoError, DecryptSuite, FieldCipher, Suite};
 pub use walker::{detect, without_bookkeeping, Api, Engine, EngineOptions, PayloadKind, Report};

@@ -1,5 +1,5 @@
 //! The field policy: which leaves of each payload kind are encrypted. Policy is data; the
-//! [walker](crate::walker) is the mechanism that applies it.
+//! walker is the mechanism that applies it.
 //!
 //! Path syntax (relative to one message or callback item): keys separated by `.`, `[*]` for
 //! any array item, `*` for any key, `**` for every string leaf below, and `{a,b}` as a
@@ -187,7 +187,7 @@ pub struct Policy {
     pub plain_events: Vec<String>,
     /// Strict mode: encrypting refuses any member that is neither a policy leaf, nor a
     /// routing/bookkeeping member the references document for the kind, nor listed in
-    /// `passthrough` (see [`crate::strict`]).
+    /// `passthrough` (the tables are in the `strict` module).
     pub strict: bool,
     /// Paths (relative to a message or item) strict mode forwards as they are, with
     /// everything below them.

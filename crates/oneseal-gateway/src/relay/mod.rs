@@ -1,6 +1,6 @@
 //! The relay: delivers spooled callbacks to their sinks, at least once and losing nothing.
 //!
-//! A callback is in the spool (accepted by [`crate::intake`]) before the platform got its 200.
+//! A callback is in the spool (accepted by the intake route) before the platform got its 200.
 //! The relay loads it, hands it to the [`Sink`] its spool name's tag says ([`SinkId`], parsed
 //! once), and settles the [`Outcome`]: delivered → deleted; retry → again after a capped,
 //! doubling backoff; dead → moved to the dead letters with the reason. The retry policy
