@@ -15,21 +15,26 @@
 //! does for the one layout that would need the results before the items (a legacy request's
 //! top-level `encryptionKey` ahead of its messages, decrypted with `keep_going`).
 
+mod scanner;
+mod writer;
+
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::runtime::Handle;
 
-use super::{
-    as_object_mut, detect_shape, item_key, message_path, push_index, put_key_blob,
-    refuse_existing_key, sub_key_path, Blobs, DocKeys, Engine, KeyPlacement, Markers, PayloadKind,
-    Report, Shape, ENCRYPTION_KEY, MAX_DISTINCT_KEYS,
+use super::detect::{detect_shape, Markers, PayloadKind, Shape, ENCRYPTION_KEY};
+use super::item::{
+    as_object_mut, item_key, put_key_blob, refuse_existing_key, sub_key_path, Blobs, DocKeys,
+    Engine, KeyPlacement, Opening, Report, MAX_DISTINCT_KEYS,
 };
 use crate::cache::SealingKey;
 use crate::error::{type_name, Error};
 use crate::suite::NonceSource;
+use scanner::{drive, drive_light, Ev, EVENT_TYPE};
+use writer::{item_path, Step, Writer};
 
 /// What a streamed run did.
 #[derive(Debug)]
@@ -39,557 +44,6 @@ pub enum Streamed<T> {
     Done(T),
     /// This document is better handled by the tree path (nothing was written).
     UseTree,
-}
-
-/// One step of a streamed document, in document order.
-enum Ev<'a> {
-    /// A top-level member other than the streamed ones.
-    Member(&'a str, Value),
-    /// `messages` (or the current event array) is an array: its elements follow.
-    ArrayStart,
-    /// A message, or an item of the current event array.
-    Item(Value),
-    /// The end of `messages` or of an event array.
-    ArrayEnd,
-    /// `event` is an object: its arrays follow.
-    EventStart,
-    /// The member `event.<type>` starts.
-    EventType(&'a str),
-    /// The end of `event`.
-    EventEnd,
-    /// `messages`, `event` or the current `event.<type>` ([`EVENT_TYPE`]) holds this
-    /// instead of the container.
-    Wrong(&'static str, Value),
-}
-
-/// The key [`Ev::Wrong`] names the current event array with.
-const EVENT_TYPE: &str = "event.<type>";
-
-type Sink<'f> = dyn FnMut(Ev<'_>) -> Result<(), Error> + 'f;
-
-/// Reads a JSON document from a file in chunks and cuts it into values without parsing
-/// them: strings (with escapes) and nesting are tracked byte by byte, and each value found
-/// is handed to serde_json as one slice (its fast path). Memory: the chunk, or the largest
-/// single value.
-struct Scanner<'a> {
-    file: &'a File,
-    buf: Vec<u8>,
-    /// Unconsumed bytes are `buf[pos..len]`.
-    pos: usize,
-    len: usize,
-    /// File offset of `buf[0]`, for error messages.
-    base: u64,
-    eof: bool,
-}
-
-const CHUNK: usize = 1 << 20;
-
-impl<'a> Scanner<'a> {
-    fn new(file: &'a File, chunk: usize) -> Scanner<'a> {
-        Scanner {
-            file,
-            buf: vec![0; chunk.max(1)],
-            pos: 0,
-            len: 0,
-            base: 0,
-            eof: false,
-        }
-    }
-
-    fn syntax(&self, at: usize, what: &str) -> Error {
-        Error::Json(format!("{what} at byte {}", self.base + at as u64))
-    }
-
-    /// Makes at least one more byte available after `buf[..len]`, keeping `buf[keep..]`
-    /// (moved to the front). False at the end of the file.
-    fn more(&mut self, keep: usize) -> Result<bool, Error> {
-        use std::io::Read;
-        if self.eof {
-            return Ok(false);
-        }
-        if keep > 0 {
-            self.buf.copy_within(keep..self.len, 0);
-            self.len -= keep;
-            self.pos -= keep;
-            self.base += keep as u64;
-        }
-        if self.len == self.buf.len() {
-            // One value larger than the buffer: grow (the value has to be whole anyway).
-            self.buf.resize(self.buf.len() * 2, 0);
-        }
-        loop {
-            match (&*self.file).read(&mut self.buf[self.len..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(false);
-                }
-                Ok(n) => {
-                    self.len += n;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Json(format!("cannot read the input: {e}"))),
-            }
-        }
-    }
-
-    /// The next byte that is not whitespace (not consumed), or None at the end.
-    fn peek(&mut self) -> Result<Option<u8>, Error> {
-        loop {
-            while self.pos < self.len {
-                match self.buf[self.pos] {
-                    b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
-                    b => return Ok(Some(b)),
-                }
-            }
-            if !self.more(self.pos)? {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// Consumes `b` (after whitespace), or fails naming it.
-    fn eat(&mut self, b: u8) -> Result<(), Error> {
-        match self.peek()? {
-            Some(x) if x == b => {
-                self.pos += 1;
-                Ok(())
-            }
-            Some(_) => Err(self.syntax(self.pos, &format!("expected `{}`", b as char))),
-            None => Err(self.syntax(self.pos, "unexpected end of the input")),
-        }
-    }
-
-    /// Cuts the next value and returns its bytes (valid until the next call).
-    fn value(&mut self) -> Result<&[u8], Error> {
-        if self.peek()?.is_none() {
-            return Err(self.syntax(self.pos, "unexpected end of the input"));
-        }
-        let start = self.pos;
-        self.scan_value(start, start, 0, false)
-    }
-
-    /// Scans from `i` for the end of the value starting at `start` (refilling as needed).
-    fn scan_value(
-        &mut self,
-        mut start: usize,
-        mut i: usize,
-        mut depth: usize,
-        mut in_str: bool,
-    ) -> Result<&[u8], Error> {
-        loop {
-            while i < self.len {
-                let b = self.buf[i];
-                if in_str {
-                    match b {
-                        b'\\' => i += 1,
-                        b'"' => {
-                            in_str = false;
-                            if depth == 0 {
-                                i += 1;
-                                return Ok(self.take(start, i));
-                            }
-                        }
-                        // Most of a document is string bytes: jump to the next quote or
-                        // backslash (or to the end of what is buffered).
-                        _ => {
-                            i += memchr::memchr2(b'"', b'\\', &self.buf[i..self.len])
-                                .unwrap_or(self.len - i);
-                            continue;
-                        }
-                    }
-                } else {
-                    match b {
-                        b'"' => in_str = true,
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            if depth == 0 {
-                                return Ok(self.take(start, i));
-                            }
-                            depth -= 1;
-                            if depth == 0 {
-                                i += 1;
-                                return Ok(self.take(start, i));
-                            }
-                        }
-                        b',' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => {
-                            return Ok(self.take(start, i));
-                        }
-                        _ => {}
-                    }
-                }
-                i += 1;
-            }
-            let offset = i - start;
-            if !self.more(start)? {
-                if depth == 0 && !in_str && self.len > self.pos {
-                    let end = self.len;
-                    return Ok(self.take(self.pos, end));
-                }
-                return Err(self.syntax(self.len, "unexpected end of the input"));
-            }
-            // `more` moved the value to the front of the buffer.
-            start = self.pos;
-            i = start + offset;
-        }
-    }
-
-    fn take(&mut self, start: usize, end: usize) -> &[u8] {
-        self.pos = end;
-        &self.buf[start..end]
-    }
-
-    /// The next array element: parsed whole, or with `light` only its member names and
-    /// its `encryptionKey` (all the decrypt scan needs; the rest is skipped unallocated).
-    fn item(&mut self, light: bool) -> Result<Value, Error> {
-        if light && self.peek()? == Some(b'{') {
-            return self.parse::<Summary>().map(|s| Value::Object(s.0));
-        }
-        self.parse()
-    }
-
-    /// The next value, parsed.
-    fn parse<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
-        let at = self.base + self.pos as u64;
-        let bytes = self.value()?;
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::Json(format!("{e} (in the value at byte {at})")))
-    }
-}
-
-/// An object's member names, each with `null`, except `encryptionKey` with its value.
-struct Summary(Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for Summary {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Summary;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Summary, A::Error> {
-                let mut out = Map::new();
-                while let Some(k) = m.next_key::<String>()? {
-                    let v = if k == ENCRYPTION_KEY {
-                        m.next_value::<Value>()?
-                    } else {
-                        m.next_value::<serde::de::IgnoredAny>()?;
-                        Value::Null
-                    };
-                    out.insert(k, v);
-                }
-                Ok(Summary(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Reads the document in `file` from the start, handing each step to `f`.
-fn drive(file: &mut File, f: &mut Sink<'_>) -> Result<(), Error> {
-    drive_chunked(file, CHUNK, false, f)
-}
-
-/// [`drive`] with items summarized (see [`Scanner::item`]).
-fn drive_light(file: &mut File, f: &mut Sink<'_>) -> Result<(), Error> {
-    drive_chunked(file, CHUNK, true, f)
-}
-
-fn drive_chunked(
-    file: &mut File,
-    chunk: usize,
-    light: bool,
-    f: &mut Sink<'_>,
-) -> Result<(), Error> {
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::Json(format!("cannot read the input again: {e}")))?;
-    let mut sc = Scanner::new(file, chunk);
-    match sc.peek()? {
-        Some(b'{') => sc.pos += 1,
-        Some(b) => {
-            let found = match b {
-                b'[' => "an array",
-                b'"' => "a string",
-                b't' | b'f' => "a boolean",
-                b'n' => "null",
-                _ => "a number",
-            };
-            return Err(Error::UnknownPayload(format!(
-                "not a WhatsApp payload: the top level is {found}, expected an object with \"messages\" (request) or \"event\"/\"integrationId\" (callback)"
-            )));
-        }
-        None => return Err(Error::Json("the input is empty".into())),
-    }
-    let mut first = true;
-    loop {
-        match sc.peek()? {
-            Some(b'}') => {
-                sc.pos += 1;
-                break;
-            }
-            Some(b',') if !first => sc.pos += 1,
-            Some(_) if first => {}
-            Some(_) => return Err(sc.syntax(sc.pos, "expected `,` or `}`")),
-            None => return Err(sc.syntax(sc.pos, "unexpected end of the input")),
-        }
-        first = false;
-        let key: String = sc.parse()?;
-        sc.eat(b':')?;
-        match (key.as_str(), sc.peek()?) {
-            ("messages", Some(b'[')) => array(&mut sc, light, f)?,
-            ("event", Some(b'{')) => {
-                sc.pos += 1;
-                f(Ev::EventStart)?;
-                let mut first = true;
-                loop {
-                    match sc.peek()? {
-                        Some(b'}') => {
-                            sc.pos += 1;
-                            break;
-                        }
-                        Some(b',') if !first => sc.pos += 1,
-                        Some(_) if first => {}
-                        _ => return Err(sc.syntax(sc.pos, "expected `,` or `}`")),
-                    }
-                    first = false;
-                    let ty: String = sc.parse()?;
-                    sc.eat(b':')?;
-                    f(Ev::EventType(&ty))?;
-                    if sc.peek()? == Some(b'[') {
-                        array(&mut sc, light, f)?;
-                    } else {
-                        let v: Value = sc.parse()?;
-                        f(Ev::Wrong(EVENT_TYPE, v))?;
-                    }
-                }
-                f(Ev::EventEnd)?;
-            }
-            ("messages", _) => {
-                let v: Value = sc.parse()?;
-                f(Ev::Wrong("messages", v))?;
-            }
-            ("event", _) => {
-                let v: Value = sc.parse()?;
-                f(Ev::Wrong("event", v))?;
-            }
-            _ => {
-                let v: Value = sc.parse()?;
-                f(Ev::Member(&key, v))?;
-            }
-        }
-    }
-    match sc.peek()? {
-        None => Ok(()),
-        Some(_) => Err(sc.syntax(sc.pos, "trailing characters after the document")),
-    }
-}
-
-/// An array's elements, one value at a time (the scanner is at its `[`).
-fn array(sc: &mut Scanner<'_>, light: bool, f: &mut Sink<'_>) -> Result<(), Error> {
-    sc.pos += 1;
-    f(Ev::ArrayStart)?;
-    let mut first = true;
-    loop {
-        match sc.peek()? {
-            Some(b']') => {
-                sc.pos += 1;
-                break;
-            }
-            Some(b',') if !first => sc.pos += 1,
-            Some(_) if first => {}
-            _ => return Err(sc.syntax(sc.pos, "expected `,` or `]`")),
-        }
-        first = false;
-        let v = sc.item(light)?;
-        f(Ev::Item(v))?;
-    }
-    f(Ev::ArrayEnd)
-}
-
-/// Writes JSON exactly as serde_json's compact or pretty (2-space) writer would, one member
-/// or element at a time.
-struct Out<W: Write> {
-    w: W,
-    pretty: bool,
-    /// For each open container: whether it has a member yet.
-    open: Vec<bool>,
-}
-
-impl<W: Write> Out<W> {
-    fn io(e: std::io::Error) -> Error {
-        Error::Json(format!("cannot write the output: {e}"))
-    }
-
-    fn raw(&mut self, b: &[u8]) -> Result<(), Error> {
-        self.w.write_all(b).map_err(Self::io)
-    }
-
-    fn indent(&mut self, depth: usize) -> Result<(), Error> {
-        for _ in 0..depth {
-            self.raw(b"  ")?;
-        }
-        Ok(())
-    }
-
-    fn begin(&mut self, c: u8) -> Result<(), Error> {
-        self.open.push(false);
-        self.raw(&[c])
-    }
-
-    fn end(&mut self, c: u8) -> Result<(), Error> {
-        let had = self.open.pop().unwrap_or(false);
-        if self.pretty && had {
-            self.raw(b"\n")?;
-            self.indent(self.open.len())?;
-        }
-        self.raw(&[c])
-    }
-
-    /// Separator and indentation before the next member or element.
-    fn next(&mut self) -> Result<(), Error> {
-        let depth = self.open.len();
-        let first = match self.open.last_mut() {
-            Some(had) => !std::mem::replace(had, true),
-            None => true,
-        };
-        if !first {
-            self.raw(b",")?;
-        }
-        if self.pretty {
-            self.raw(b"\n")?;
-            self.indent(depth)?;
-        }
-        Ok(())
-    }
-
-    fn key(&mut self, k: &str) -> Result<(), Error> {
-        self.next()?;
-        serde_json::to_writer(&mut self.w, k).map_err(|e| Error::Json(e.to_string()))?;
-        self.raw(if self.pretty { b": " } else { b":" })
-    }
-
-    fn value(&mut self, v: &Value) -> Result<(), Error> {
-        if !self.pretty {
-            return serde_json::to_writer(&mut self.w, v).map_err(|e| Error::Json(e.to_string()));
-        }
-        // Strings never hold a raw newline (JSON escapes it), so indenting after each one
-        // nests the value's own pretty form at this depth.
-        let text = serde_json::to_vec_pretty(v).map_err(|e| Error::Json(e.to_string()))?;
-        let depth = self.open.len();
-        for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-            if i > 0 {
-                self.raw(b"\n")?;
-                self.indent(depth)?;
-            }
-            self.raw(line)?;
-        }
-        Ok(())
-    }
-
-    fn member(&mut self, k: &str, v: &Value) -> Result<(), Error> {
-        self.key(k)?;
-        self.value(v)
-    }
-
-    fn element(&mut self, v: &Value) -> Result<(), Error> {
-        self.next()?;
-        self.value(v)
-    }
-
-    fn finish(mut self) -> Result<(), Error> {
-        self.raw(b"\n")?;
-        self.w.flush().map_err(Self::io)
-    }
-}
-
-/// `messages[i]`, or `event.<type>[i]` inside an event array.
-fn item_path(path: &mut String, event_ty: Option<&str>, i: usize) {
-    match event_ty {
-        None => message_path(path, i),
-        Some(ty) => {
-            path.clear();
-            path.push_str("event.");
-            path.push_str(ty);
-            push_index(path, i);
-        }
-    }
-}
-
-/// What a writing pass handles itself: [`Writer::step`] writes the layout (containers,
-/// keys, separators) and sets the path of each item.
-enum Step<'a> {
-    Member(&'a str, Value),
-    Item(Value),
-    Wrong(&'static str, Value),
-    Layout,
-}
-
-/// The output of a writing pass, and where in the document it is.
-struct Writer<W: Write> {
-    out: Out<BufWriter<W>>,
-    event_ty: Option<String>,
-    index: usize,
-    /// The path of the current item (`messages[3]`).
-    path: String,
-}
-
-impl<W: Write> Writer<W> {
-    fn new(w: W, pretty: bool) -> Result<Writer<W>, Error> {
-        let mut out = Out {
-            w: BufWriter::with_capacity(1 << 20, w),
-            pretty,
-            open: Vec::new(),
-        };
-        out.begin(b'{')?;
-        Ok(Writer {
-            out,
-            event_ty: None,
-            index: 0,
-            path: String::new(),
-        })
-    }
-
-    fn step<'a>(&mut self, ev: Ev<'a>) -> Result<Step<'a>, Error> {
-        match ev {
-            Ev::Member(k, v) => return Ok(Step::Member(k, v)),
-            Ev::Wrong(k, v) => return Ok(Step::Wrong(k, v)),
-            Ev::Item(v) => {
-                item_path(&mut self.path, self.event_ty.as_deref(), self.index);
-                self.index += 1;
-                return Ok(Step::Item(v));
-            }
-            Ev::ArrayStart => {
-                if self.event_ty.is_none() {
-                    self.out.key("messages")?;
-                }
-                self.index = 0;
-                self.out.begin(b'[')?;
-            }
-            Ev::ArrayEnd => self.out.end(b']')?,
-            Ev::EventStart => {
-                self.out.key("event")?;
-                self.out.begin(b'{')?;
-            }
-            Ev::EventType(t) => {
-                self.event_ty = Some(t.to_string());
-                self.out.key(t)?;
-            }
-            Ev::EventEnd => {
-                self.event_ty = None;
-                self.out.end(b'}')?;
-            }
-        }
-        Ok(Step::Layout)
-    }
-
-    fn finish(mut self) -> Result<(), Error> {
-        self.out.end(b'}')?;
-        self.out.finish()
-    }
 }
 
 /// The first pass: what detection and the checks need.
@@ -689,8 +143,8 @@ impl Engine {
                     }
                     if in_messages {
                         for (slot, policy) in [
-                            (&mut s.dry_one, &self.policy.one_request),
-                            (&mut s.dry_legacy, &self.policy.legacy_request),
+                            (&mut s.dry_one, PayloadKind::OneRequest),
+                            (&mut s.dry_legacy, PayloadKind::LegacyRequest),
                         ] {
                             if slot.is_none() {
                                 item_path(&mut path, None, i);
@@ -710,7 +164,7 @@ impl Engine {
                                     refuse_existing_key(m, &path)?;
                                     self.seal_item(
                                         m,
-                                        &self.policy.one_callback,
+                                        PayloadKind::OneCallback,
                                         None,
                                         &mut path,
                                         &mut nonces,
@@ -802,19 +256,19 @@ impl Engine {
                             legacy_key = Some(rt.block_on(self.key_at(path))?);
                         }
                         let key = legacy_key.as_deref();
-                        self.seal_item(m, &self.policy.legacy_request, key, path, &mut nonces)?;
+                        self.seal_item(m, PayloadKind::LegacyRequest, key, path, &mut nonces)?;
                     }
                     (None, PayloadKind::OneRequest) => {
                         let m = as_object_mut(&mut v, path)?;
                         let key = rt.block_on(self.key_at(path))?;
-                        let policy = &self.policy.one_request;
+                        let policy = PayloadKind::OneRequest;
                         self.seal_item(m, policy, Some(&key), path, &mut nonces)?;
                         put_key_blob(m, Some(&key));
                     }
                     (Some(ty), PayloadKind::OneCallback) if !self.is_plain_event(ty) => {
                         let m = as_object_mut(&mut v, path)?;
                         let key = rt.block_on(self.key_at(path))?;
-                        let policy = &self.policy.one_callback;
+                        let policy = PayloadKind::OneCallback;
                         self.seal_item(m, policy, Some(&key), path, &mut nonces)?;
                         put_key_blob(m, Some(&key));
                     }
@@ -872,9 +326,9 @@ impl Engine {
         };
         rt.block_on(self.prefetch_blobs(scan.blobs, &mut keys));
         let (policy, placement) = match kind {
-            PayloadKind::OneRequest => (&self.policy.one_request, KeyPlacement::Remove),
-            PayloadKind::LegacyRequest => (&self.policy.legacy_request, KeyPlacement::Remove),
-            _ => (&self.policy.one_callback, KeyPlacement::Restore),
+            PayloadKind::OneRequest => (PayloadKind::OneRequest, KeyPlacement::Remove),
+            PayloadKind::LegacyRequest => (PayloadKind::LegacyRequest, KeyPlacement::Remove),
+            _ => (PayloadKind::OneCallback, KeyPlacement::Restore),
         };
         let mut w = Writer::new(out, pretty)?;
         let mut used_top = false;
@@ -920,9 +374,14 @@ impl Engine {
                 } else {
                     sub_key_path(path)
                 };
-                let res = rt.block_on(self.open_guarded(
-                    m, policy, &blob, &mut keys, &key_path, path, !from_top, placement,
-                ));
+                let at = Opening {
+                    payload: policy,
+                    blob_b64: &blob,
+                    key_path: &key_path,
+                    own_key: !from_top,
+                    placement,
+                };
+                let res = rt.block_on(self.open_guarded(m, at, &mut keys, path));
                 match res {
                     Ok(()) => {
                         report.items += 1;
@@ -940,9 +399,11 @@ impl Engine {
 }
 
 #[cfg(test)]
+#[cfg(test)]
 mod tests {
     use std::io::Write as _;
 
+    use super::scanner::drive_chunked;
     use super::*;
     use crate::cache::{CacheConfig, KeyCache};
     use crate::local::LocalProvider;

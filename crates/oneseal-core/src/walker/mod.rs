@@ -1,0 +1,24 @@
+//! The document engine: detects the payload kind and applies the field policy to every
+//! message or callback item, with data keys from the key cache.
+//!
+//! One per-item core, two drivers over it:
+//! - `detect`: the payload kind of a document (or of a streamed document's shape);
+//! - `layout`: the per-kind rules as data (compiled policy paths, strict mode's members);
+//! - `item`: the engine's state and the per-item work (keys, sealing, opening);
+//! - `tree`: the driver for a document parsed whole;
+//! - `stream`: the driver for documents of any size, in bounded memory;
+//! - `json`: parsing and writing.
+//!
+//! The drivers use the core and never each other; the core uses no driver.
+
+mod detect;
+mod item;
+mod json;
+mod layout;
+mod stream;
+mod tree;
+
+pub use detect::{detect, Api, PayloadKind, ENCRYPTION_KEY};
+pub use item::{Engine, EngineOptions, Report, MAX_DISTINCT_KEYS};
+pub use json::{parse, serialize, without_bookkeeping};
+pub use stream::Streamed;

@@ -1,0 +1,388 @@
+//! The tree driver: a whole document parsed into one `serde_json::Value`, checked by a dry
+//! pass, then sealed (or opened) item by item with the per-item core.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::detect::{detect, Api, PayloadKind, ENCRYPTION_KEY};
+use super::item::{
+    as_object_mut, events_mut, item_key, messages_mut, put_key_blob, refuse_existing_key,
+    set_member, sub_key_path, DocKeys, Engine, KeyPlacement, Opening, Report, MAX_DISTINCT_KEYS,
+};
+use super::json::{parse, serialize_sized};
+use super::layout::{message_path, push_index};
+use crate::error::{type_name, Error};
+use crate::policy::{KindPolicy, Segment};
+use crate::suite::NonceSource;
+
+impl Engine {
+    /// Parses, encrypts and serializes a document.
+    pub async fn encrypt_slice(&self, input: &[u8], pretty: bool) -> Result<Vec<u8>, Error> {
+        let mut doc = parse(input)?;
+        self.encrypt_document(&mut doc).await?;
+        // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
+        serialize_sized(&doc, pretty, input.len() * 2 + 4096)
+    }
+
+    /// An engine sharing this one's key cache and policy that assumes `api` (the gateway's
+    /// routes decide the family: `/v1/message` is One API, `/wa/messages` legacy).
+    pub fn for_api(&self, api: Api) -> Engine {
+        let mut e = self.clone();
+        e.opts.api = api;
+        e
+    }
+
+    /// [`Engine::encrypt_slice`] for a request body: anything but a request (a callback) is
+    /// bad input, refused before any key is made.
+    pub async fn encrypt_request_slice(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut doc = parse(input)?;
+        let kind = detect(&doc, self.opts.api)?;
+        if !matches!(kind, PayloadKind::OneRequest | PayloadKind::LegacyRequest) {
+            return Err(Error::UnknownPayload(format!(
+                "this is a {}, not a request: send {{\"messages\":[…]}}",
+                kind.name()
+            )));
+        }
+        self.encrypt_pass(&mut doc, kind, true).await?;
+        self.encrypt_pass(&mut doc, kind, false).await?;
+        serialize_sized(&doc, false, input.len() * 2 + 4096)
+    }
+
+    /// The path of the first callback item that carries content — a policy leaf, or media
+    /// `files` — without an `encryptionKey`. In an encrypted integration the platform never
+    /// sends such an item, so it is a forgery or a misconfiguration; status updates and plain
+    /// event types carry no content and never match. `None` for requests.
+    pub fn plaintext_content(&self, doc: &Value) -> Option<String> {
+        let has_content = |m: &Map<String, Value>, kind: &KindPolicy| {
+            let present = |keys: &[&str]| {
+                let mut v = m.get(*keys.first()?)?;
+                for k in &keys[1..] {
+                    v = v.get(k)?;
+                }
+                (!v.is_null()).then_some(())
+            };
+            m.get("files").is_some_and(|f| !f.is_null())
+                || kind.fields.iter().any(|p| {
+                    let keys: Vec<&str> = p
+                        .segments()
+                        .iter()
+                        .map_while(|s| match s {
+                            Segment::Key(k) => Some(k.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    present(&keys).is_some()
+                })
+        };
+        let unkeyed =
+            |m: &Map<String, Value>| matches!(m.get(ENCRYPTION_KEY), None | Some(Value::Null));
+        match detect(doc, Api::Auto).ok()? {
+            PayloadKind::OneCallback => {
+                let events = doc.get("event")?.as_object()?;
+                for (ty, items) in events {
+                    if self.policy.plain_events.iter().any(|e| e == ty) {
+                        continue;
+                    }
+                    for (i, it) in items.as_array().into_iter().flatten().enumerate() {
+                        let Some(m) = it.as_object() else { continue };
+                        if unkeyed(m) && has_content(m, &self.policy.one_callback) {
+                            return Some(format!("event.{ty}[{i}]"));
+                        }
+                    }
+                }
+                None
+            }
+            PayloadKind::LegacyCallback => {
+                let m = doc.as_object()?;
+                (unkeyed(m) && has_content(m, &self.policy.legacy_callback))
+                    .then(|| "(callback)".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// Parses, decrypts and serializes a document.
+    pub async fn decrypt_slice(
+        &self,
+        input: &[u8],
+        pretty: bool,
+    ) -> Result<(Vec<u8>, Report), Error> {
+        let mut doc = parse(input)?;
+        let report = self.decrypt_document(&mut doc).await?;
+        Ok((serialize_sized(&doc, pretty, input.len() + 4096)?, report))
+    }
+
+    /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey`.
+    ///
+    /// The whole document is checked first (types at policy paths, existing keys), so a bad
+    /// document costs no key-service call and is left untouched.
+    pub async fn encrypt_document(&self, doc: &mut Value) -> Result<PayloadKind, Error> {
+        let kind = detect(doc, self.opts.api)?;
+        self.encrypt_pass(doc, kind, true).await?;
+        self.encrypt_pass(doc, kind, false).await?;
+        Ok(kind)
+    }
+
+    /// One pass over the document; `dry` checks without keys or changes.
+    pub(crate) async fn encrypt_pass(
+        &self,
+        doc: &mut Value,
+        kind: PayloadKind,
+        dry: bool,
+    ) -> Result<(), Error> {
+        let Value::Object(top) = doc else {
+            return Err(Error::UnknownPayload("top level is not an object".into()));
+        };
+        let mut path = String::new();
+        let mut nonces = NonceSource::new();
+        if dry {
+            self.compiled_kind(kind).check_top(top)?;
+        }
+        match kind {
+            PayloadKind::OneRequest => {
+                let msgs = messages_mut(top)?;
+                for (i, m) in msgs.iter_mut().enumerate() {
+                    message_path(&mut path, i);
+                    let m = as_object_mut(m, &path)?;
+                    refuse_existing_key(m, &path)?;
+                    let key = self.sealing_key(&path, dry).await?;
+                    self.seal_item(
+                        m,
+                        PayloadKind::OneRequest,
+                        key.as_deref(),
+                        &mut path,
+                        &mut nonces,
+                    )?;
+                    put_key_blob(m, key.as_deref());
+                }
+            }
+            PayloadKind::LegacyRequest => {
+                refuse_existing_key(top, "")?;
+                let mut key = None;
+                for (i, m) in messages_mut(top)?.iter_mut().enumerate() {
+                    message_path(&mut path, i);
+                    let m = as_object_mut(m, &path)?;
+                    refuse_existing_key(m, &path)?;
+                    if key.is_none() {
+                        key = self.sealing_key(&path, dry).await?;
+                    }
+                    self.seal_item(
+                        m,
+                        PayloadKind::LegacyRequest,
+                        key.as_deref(),
+                        &mut path,
+                        &mut nonces,
+                    )?;
+                }
+                if let Some(k) = key {
+                    set_member(top, ENCRYPTION_KEY, Value::String(k.blob_b64().to_string()));
+                }
+            }
+            PayloadKind::OneCallback => {
+                let events = events_mut(top)?;
+                for (ty, items) in events.iter_mut() {
+                    if self.policy.plain_events.iter().any(|e| e == ty) {
+                        continue;
+                    }
+                    path.clear();
+                    path.push_str("event.");
+                    path.push_str(ty);
+                    let Value::Array(items) = items else {
+                        return Err(Error::WrongType {
+                            path,
+                            expected: "an array of items",
+                            found: type_name(items),
+                        });
+                    };
+                    let base = path.len();
+                    for (i, item) in items.iter_mut().enumerate() {
+                        path.truncate(base);
+                        push_index(&mut path, i);
+                        let m = as_object_mut(item, &path)?;
+                        refuse_existing_key(m, &path)?;
+                        let key = self.sealing_key(&path, dry).await?;
+                        self.seal_item(
+                            m,
+                            PayloadKind::OneCallback,
+                            key.as_deref(),
+                            &mut path,
+                            &mut nonces,
+                        )?;
+                        put_key_blob(m, key.as_deref());
+                    }
+                }
+            }
+            PayloadKind::LegacyCallback => {
+                refuse_existing_key(top, "")?;
+                let key = self.sealing_key("", dry).await?;
+                self.seal_item(
+                    top,
+                    PayloadKind::LegacyCallback,
+                    key.as_deref(),
+                    &mut path,
+                    &mut nonces,
+                )?;
+                if let Some(key) = key {
+                    set_member(
+                        top,
+                        ENCRYPTION_KEY,
+                        Value::String(key.blob_b64().to_string()),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decrypts every item that carries an `encryptionKey`, removing the keys it used.
+    pub async fn decrypt_document(&self, doc: &mut Value) -> Result<Report, Error> {
+        let kind = detect(doc, self.opts.api)?;
+        let mut report = Report {
+            kind: Some(kind),
+            ..Report::default()
+        };
+        let Value::Object(top) = doc else {
+            return Err(Error::UnknownPayload("top level is not an object".into()));
+        };
+        let mut keys = DocKeys {
+            map: HashMap::new(),
+            max: match self.opts.max_distinct_keys {
+                0 => MAX_DISTINCT_KEYS,
+                n => n,
+            },
+        };
+        self.prefetch_keys(top, &mut keys).await;
+        let mut path = String::new();
+        match kind {
+            PayloadKind::OneRequest | PayloadKind::LegacyRequest => {
+                let policy = kind;
+                let top_key = match top.get(ENCRYPTION_KEY) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Null) | None => None,
+                    Some(other) => {
+                        return Err(Error::WrongType {
+                            path: ENCRYPTION_KEY.into(),
+                            expected: "a base64 string",
+                            found: type_name(other),
+                        })
+                    }
+                };
+                let mut used_top = false;
+                for (i, m) in messages_mut(top)?.iter_mut().enumerate() {
+                    message_path(&mut path, i);
+                    let m = as_object_mut(m, &path)?;
+                    let own = item_key(m, &path)?;
+                    let Some((blob, from_top)) = own
+                        .map(|k| (k, false))
+                        .or_else(|| top_key.clone().map(|k| (k, true)))
+                    else {
+                        report.skipped += 1;
+                        continue;
+                    };
+                    let key_path = if from_top {
+                        ENCRYPTION_KEY.to_string()
+                    } else {
+                        sub_key_path(&path)
+                    };
+                    let res = self
+                        .open_guarded(
+                            m,
+                            Opening {
+                                payload: policy,
+                                blob_b64: &blob,
+                                key_path: &key_path,
+                                own_key: !from_top,
+                                placement: KeyPlacement::Remove,
+                            },
+                            &mut keys,
+                            &mut path,
+                        )
+                        .await;
+                    match res {
+                        Ok(()) => {
+                            report.items += 1;
+                            used_top |= from_top;
+                        }
+                        Err(e) if self.opts.keep_going => report.failures.push(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if used_top {
+                    top.shift_remove(ENCRYPTION_KEY);
+                }
+            }
+            PayloadKind::OneCallback => {
+                let events = events_mut(top)?;
+                for (ty, items) in events.iter_mut() {
+                    path.clear();
+                    path.push_str("event.");
+                    path.push_str(ty);
+                    let Value::Array(items) = items else {
+                        return Err(Error::WrongType {
+                            path,
+                            expected: "an array of items",
+                            found: type_name(items),
+                        });
+                    };
+                    let base = path.len();
+                    for (i, item) in items.iter_mut().enumerate() {
+                        path.truncate(base);
+                        push_index(&mut path, i);
+                        let m = as_object_mut(item, &path)?;
+                        let Some(blob) = item_key(m, &path)? else {
+                            report.skipped += 1;
+                            continue;
+                        };
+                        let key_path = sub_key_path(&path);
+                        let res = self
+                            .open_guarded(
+                                m,
+                                Opening {
+                                    payload: PayloadKind::OneCallback,
+                                    blob_b64: &blob,
+                                    key_path: &key_path,
+                                    own_key: true,
+                                    placement: KeyPlacement::Restore,
+                                },
+                                &mut keys,
+                                &mut path,
+                            )
+                            .await;
+                        match res {
+                            Ok(()) => report.items += 1,
+                            Err(e) if self.opts.keep_going => report.failures.push(e),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            PayloadKind::LegacyCallback => {
+                if let Some(blob) = item_key(top, "")? {
+                    let res = self
+                        .open_guarded(
+                            top,
+                            Opening {
+                                payload: PayloadKind::LegacyCallback,
+                                blob_b64: &blob,
+                                key_path: ENCRYPTION_KEY,
+                                own_key: true,
+                                placement: KeyPlacement::Restore,
+                            },
+                            &mut keys,
+                            &mut path,
+                        )
+                        .await;
+                    match res {
+                        Ok(()) => report.items += 1,
+                        Err(e) if self.opts.keep_going => report.failures.push(e),
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    report.skipped += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
