@@ -1,0 +1,354 @@
+//! The `[gateway]` table of `oneseal.toml`: parsed as written, then validated
+//! into a [`GatewayConfig`] with every default filled in. Errors name the key
+//! (`gateway.callbacks.forward_to: …`) so `oneseal gateway --check-config` can print one line.
+
+mod checks;
+mod files;
+mod settings;
+mod tables;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use checks::{
+    addr, basic_auth, check_paths, err, http_url, plain_http_remote, public_tls, required_auth,
+    signing_secret,
+};
+pub use checks::{is_loopback_host, ConfigError, MIN_PASSWORD};
+pub use files::{CallbacksFile, CleverTapFile, FlowsFile, GatewayFile};
+pub use settings::{
+    BasicAuth, CallbacksConfig, CleverTapConfig, FlowsConfig, Secret, SigningSecret,
+};
+use tables::{clevertap_config, flows_config};
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub app_listen: SocketAddr,
+    pub public_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Scheme and authority of the platform (`https://platform.clickatell.com`).
+    pub upstream: http::Uri,
+    /// How the business's app reaches the app side (for rewritten download links).
+    pub app_url: String,
+    pub public_url: Option<String>,
+    pub spool_dir: PathBuf,
+    pub max_in_flight: usize,
+    pub upstream_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Largest JSON body accepted (every JSON route).
+    pub max_body_bytes: usize,
+    /// Bytes of request bodies held in memory at once, per listener (more are shed).
+    pub max_body_memory: usize,
+    /// In-flight requests per public route.
+    pub public_max_in_flight: usize,
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// Time for a request's headers (from accept, or from the previous answer).
+    pub header_read_timeout: Duration,
+    /// HTTP/2 accepted besides HTTP/1.1.
+    pub http2: bool,
+    /// The local key may be used with an upstream that is not on loopback.
+    pub allow_local_key: bool,
+    /// The field policy's strict mode, and the paths it forwards as they are.
+    pub strict: bool,
+    pub passthrough: Vec<oneseal_core::FieldPath>,
+    /// One line each, logged at start: settings that work but expose something.
+    pub warnings: Vec<String>,
+    pub callbacks: Option<CallbacksConfig>,
+    /// TLS for the public listener (rustls), when `tls_cert` and `tls_key` are set.
+    pub public_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    pub flows: Option<FlowsConfig>,
+    pub clevertap: Option<CleverTapConfig>,
+}
+
+/// The One API's upload limit: larger media is answered 413 before any key-service call.
+pub const MAX_MEDIA_BYTES: u64 = 30 * 1024 * 1024;
+
+impl GatewayConfig {
+    /// Validates `file`. `env` looks up environment variables (secrets are named in the
+    /// config, read from the environment).
+    pub fn from_file(
+        file: &GatewayFile,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<GatewayConfig, ConfigError> {
+        let upstream = http_url(
+            "gateway.upstream",
+            file.upstream
+                .as_deref()
+                .unwrap_or("https://platform.clickatell.com"),
+        )?;
+        if upstream.path() != "/" && !upstream.path().is_empty() {
+            return Err(err(
+                "gateway.upstream",
+                "give only scheme and host (e.g. https://platform.clickatell.com), no path",
+            ));
+        }
+        if plain_http_remote(&upstream) && file.allow_insecure_upstream != Some(true) {
+            return Err(err(
+                "gateway.upstream",
+                format!("{upstream} is plain http to a host that is not on loopback: API keys and ciphertext would cross the network in clear; use https, or set allow_insecure_upstream = true"),
+            ));
+        }
+        let app_listen = addr(
+            "gateway.app_listen",
+            file.app_listen.as_deref(),
+            "127.0.0.1:8080",
+        )?;
+        let app_url = match &file.app_url {
+            Some(u) => {
+                http_url("gateway.app_url", u)?;
+                u.trim_end_matches('/').to_string()
+            }
+            None => format!("http://{app_listen}"),
+        };
+        let max_in_flight = file.max_in_flight.unwrap_or(4096);
+        if max_in_flight == 0 {
+            return Err(err("gateway.max_in_flight", "must be at least 1"));
+        }
+        let secs = |key: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
+            0 => Err(err(key, "must be at least 1 second")),
+            s if s > 3600 => Err(err(key, "must be at most 3600 seconds")),
+            s => Ok(Duration::from_secs(s)),
+        };
+        let spool_dir = match &file.spool_dir {
+            Some(p) => p.clone(),
+            None => dirs::data_dir()
+                .map(|d| d.join("oneseal").join("spool"))
+                .ok_or_else(|| {
+                    err(
+                        "gateway.spool_dir",
+                        "no data directory on this system: set it",
+                    )
+                })?,
+        };
+        let callbacks = match &file.callbacks {
+            None => None,
+            Some(c) => {
+                let path = c.path.clone().unwrap_or_else(|| "/callbacks".into());
+                if !path.starts_with('/') {
+                    return Err(err("gateway.callbacks.path", "must start with '/'"));
+                }
+                let forward_to = http_url(
+                    "gateway.callbacks.forward_to",
+                    c.forward_to.as_deref().ok_or_else(|| {
+                        err(
+                            "gateway.callbacks.forward_to",
+                            "missing: the URL of the app's callback handler",
+                        )
+                    })?,
+                )?;
+                let auth = required_auth(
+                    basic_auth(
+                        "gateway.callbacks.username",
+                        "gateway.callbacks.password_env",
+                        c.username.as_ref(),
+                        c.password_env.as_ref(),
+                        env,
+                    )?,
+                    c.allow_unauthenticated,
+                    "gateway.callbacks.username",
+                    "its callbacks",
+                )?;
+                let max_retry_age = match c.max_retry_age_seconds.unwrap_or(86_400) {
+                    s @ 1..=2_592_000 => Duration::from_secs(s),
+                    _ => {
+                        return Err(err(
+                            "gateway.callbacks.max_retry_age_seconds",
+                            "must be 1 to 2592000 seconds (30 days)",
+                        ))
+                    }
+                };
+                Some(CallbacksConfig {
+                    path,
+                    forward_to,
+                    auth,
+                    max_retry: secs(
+                        "gateway.callbacks.max_retry_seconds",
+                        c.max_retry_seconds,
+                        300,
+                    )?,
+                    max_retry_age,
+                    accept_plaintext: c.accept_plaintext == Some(true),
+                    signing: c
+                        .signing_secret_env
+                        .as_deref()
+                        .map(|var| signing_secret("gateway.callbacks.signing_secret_env", var, env))
+                        .transpose()?,
+                })
+            }
+        };
+        let cfg =
+            GatewayConfig {
+                app_listen,
+                public_listen: addr(
+                    "gateway.public_listen",
+                    file.public_listen.as_deref(),
+                    "127.0.0.1:8081",
+                )?,
+                admin_listen: addr(
+                    "gateway.admin_listen",
+                    file.admin_listen.as_deref(),
+                    "127.0.0.1:9090",
+                )?,
+                upstream,
+                app_url,
+                public_url: file.public_url.clone(),
+                spool_dir,
+                max_in_flight,
+                upstream_timeout: secs(
+                    "gateway.upstream_timeout_seconds",
+                    file.upstream_timeout_seconds,
+                    30,
+                )?,
+                request_timeout: secs(
+                    "gateway.request_timeout_seconds",
+                    file.request_timeout_seconds,
+                    60,
+                )?,
+                max_body_bytes: match file.max_body_bytes.unwrap_or(32 * 1024 * 1024) {
+                    n @ 1024..=1_073_741_824 => n,
+                    _ => {
+                        return Err(err(
+                            "gateway.max_body_bytes",
+                            "must be 1024 to 1073741824 (1 GiB)",
+                        ))
+                    }
+                },
+                max_body_memory: match file.max_body_memory_bytes.unwrap_or(256 * 1024 * 1024) {
+                    n if n >= file.max_body_bytes.unwrap_or(32 * 1024 * 1024) && n <= 1 << 40 => n,
+                    _ => return Err(err(
+                        "gateway.max_body_memory_bytes",
+                        "must be at least max_body_bytes (one body of the largest size must fit)",
+                    )),
+                },
+                public_max_in_flight: match file.public_max_in_flight.unwrap_or(1024) {
+                    0 => return Err(err("gateway.public_max_in_flight", "must be at least 1")),
+                    n => n,
+                },
+                max_connections: match file.max_connections.unwrap_or(10_000) {
+                    n @ 1..=1_000_000 => n,
+                    _ => return Err(err("gateway.max_connections", "must be 1 to 1000000")),
+                },
+                header_read_timeout: match file.header_read_timeout_seconds.unwrap_or(10) {
+                    s @ 1..=300 => Duration::from_secs(s),
+                    _ => {
+                        return Err(err(
+                            "gateway.header_read_timeout_seconds",
+                            "must be 1 to 300 seconds",
+                        ))
+                    }
+                },
+                http2: file.http2 == Some(true),
+                allow_local_key: file.allow_local_key == Some(true),
+                strict: file.strict != Some(false),
+                passthrough: {
+                    let mut v = Vec::new();
+                    for p in file.passthrough.iter().flatten() {
+                        v.extend(
+                            oneseal_core::FieldPath::parse_many(p)
+                                .map_err(|e| err("gateway.passthrough", e.to_string()))?,
+                        );
+                    }
+                    v
+                },
+                warnings: Vec::new(),
+                callbacks,
+                public_tls: public_tls(file.tls_cert.as_deref(), file.tls_key.as_deref())?,
+                clevertap: file
+                    .clevertap
+                    .as_ref()
+                    .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
+                    .transpose()?,
+                flows: file
+                    .flows
+                    .as_ref()
+                    .map(|f| flows_config(f, env))
+                    .transpose()?,
+            };
+        let media_prefix = cfg.clevertap.as_ref().map(|c| format!("{}/media", c.path));
+        let mut paths: Vec<(&str, &str)> = Vec::new();
+        if let Some(c) = &cfg.callbacks {
+            paths.push(("gateway.callbacks.path", &c.path));
+        }
+        if let Some(c) = &cfg.clevertap {
+            paths.push(("gateway.clevertap.path", &c.path));
+            paths.push(("gateway.clevertap.callbacks_path", &c.callbacks_path));
+        }
+        if let Some(f) = &cfg.flows {
+            paths.push(("gateway.flows.path", &f.path));
+        }
+        check_paths(&paths)?;
+        if let Some(prefix) = &media_prefix {
+            if let Some((key, p)) = paths
+                .iter()
+                .find(|(k, p)| *k != "gateway.clevertap.path" && p.starts_with(prefix.as_str()))
+            {
+                return Err(err(
+                    key,
+                    format!("{p:?} is under {prefix}, where the CleverTap media links are"),
+                ));
+            }
+        }
+        let mut cfg = cfg;
+        cfg.warnings = cfg.exposure_warnings();
+        Ok(cfg)
+    }
+
+    /// Settings that work but expose something: one warning line each at start.
+    fn exposure_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (name, ip) in [
+            ("app_listen", self.app_listen),
+            ("admin_listen", self.admin_listen),
+        ] {
+            if !ip.ip().is_loopback() {
+                warnings.push(format!(
+                    "gateway.{name} = {ip} is not a loopback address: {} is then reachable from the network; put it behind a firewall or bind 127.0.0.1",
+                    if name == "app_listen" { "the plain app side (it encrypts and forwards with the caller's credentials)" } else { "the admin side (/metrics, /readyz)" }
+                ));
+            }
+        }
+        let plain_http = |key: &str, u: &http::Uri| {
+            plain_http_remote(u).then(|| format!(
+                "{key} = {u} is plain http to a host that is not on loopback: decrypted content crosses the network in clear; use https"
+            ))
+        };
+        if let Some(c) = &self.callbacks {
+            warnings.extend(plain_http("gateway.callbacks.forward_to", &c.forward_to));
+            if c.auth.is_none() {
+                warnings.push(format!("gateway.callbacks.allow_unauthenticated = true: anyone who reaches {} can post callbacks", c.path));
+            }
+        }
+        if let Some(f) = &self.flows {
+            warnings.extend(plain_http("gateway.flows.forward_to", &f.forward_to));
+            if f.app_secret.is_none() {
+                warnings.push(format!("gateway.flows.allow_unauthenticated = true: requests to {} are not checked against X-Hub-Signature-256", f.path));
+            }
+        }
+        if let Some(c) = &self.clevertap {
+            warnings.extend(plain_http("gateway.clevertap.dlr_url", &c.dlr_url));
+            warnings.extend(plain_http("gateway.clevertap.imo_url", &c.imo_url));
+            if c.callback_auth.is_none() {
+                warnings.push(format!("gateway.clevertap.allow_unauthenticated = true: anyone who reaches {} can post callbacks", c.callbacks_path));
+            }
+        }
+        warnings
+    }
+
+    /// The local key (no `kms_key_id`) encrypts under a key the platform can never read: with
+    /// an upstream that is not on loopback that is refused unless `allow_local_key = true`.
+    pub fn check_local_key(&self, local: bool) -> Result<(), ConfigError> {
+        if local && !self.allow_local_key && !self.upstream.host().is_some_and(is_loopback_host) {
+            return Err(err(
+                "kms_key_id",
+                format!("missing: without it the gateway encrypts with the local key, which {} can never decrypt; set kms_key_id to the KMS key shared with the platform (or gateway.allow_local_key = true for a test platform)", self.upstream),
+            ));
+        }
+        Ok(())
+    }
+}

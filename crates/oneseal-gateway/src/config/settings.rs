@@ -1,0 +1,106 @@
+//! The validated settings of each table, secrets read and redacted in `Debug`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oneseal_flows::BusinessKey;
+
+/// HTTP basic auth credentials, the password read from the environment.
+#[derive(Clone)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicAuth({}, <redacted>)", self.username)
+    }
+}
+
+/// The callback relay's settings.
+#[derive(Debug, Clone)]
+pub struct CallbacksConfig {
+    pub path: String,
+    pub forward_to: http::Uri,
+    pub auth: Option<BasicAuth>,
+    /// Cap of the retry backoff.
+    pub max_retry: Duration,
+    /// After this long in the spool a callback goes to the dead letters.
+    pub max_retry_age: Duration,
+    /// Items with content and no `encryptionKey` are forwarded (else dead-lettered).
+    pub accept_plaintext: bool,
+    /// Standard Webhooks signing secret for what is forwarded to the app.
+    pub signing: Option<SigningSecret>,
+}
+
+/// A Standard Webhooks signing secret (`whsec_` + base64 of 24 to 64 random bytes).
+#[derive(Clone)]
+pub struct SigningSecret(pub zeroize::Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningSecret(<redacted>)")
+    }
+}
+
+/// The CleverTap bridge's settings, secrets read.
+#[derive(Debug, Clone)]
+pub struct CleverTapConfig {
+    /// Where CleverTap posts template and freeform payloads.
+    pub path: String,
+    /// CleverTap's basic auth to that endpoint.
+    pub auth: BasicAuth,
+    /// The One API key the bridge sends (and downloads media) with.
+    pub one_api_key: Secret,
+    /// CleverTap's delivery-report callback URL.
+    pub dlr_url: http::Uri,
+    /// CleverTap's incoming-message callback URL.
+    pub imo_url: http::Uri,
+    /// The business number, as CleverTap knows it (`wabaNumber` of incoming messages).
+    pub waba_number: String,
+    /// Hosts (`host` or `host:port`, lower case) whose `mediaURL`s may be fetched.
+    pub media_hosts: Vec<String>,
+    /// Signs the public media links of incoming media.
+    pub media_link_secret: Secret,
+    /// How long a media link works.
+    pub media_link_ttl: Duration,
+    /// Template namespace of CleverTap's validation payload: answered, never sent.
+    pub validate_only_namespace: String,
+    /// Where the platform posts the callbacks of the bridge's One API integration.
+    pub callbacks_path: String,
+    /// Basic auth the platform sends with those callbacks.
+    pub callback_auth: Option<BasicAuth>,
+    /// Deadline for fetching one `mediaURL`.
+    pub media_fetch_timeout: Duration,
+    /// `public_url`: how CleverTap reaches the public side (media links).
+    pub public_url: String,
+}
+
+/// The Flows endpoint's settings, keys loaded.
+#[derive(Debug, Clone)]
+pub struct FlowsConfig {
+    pub path: String,
+    /// The business key requests are encrypted to.
+    pub key: Arc<BusinessKey>,
+    /// The key being rotated out, still accepted.
+    pub previous_key: Option<Arc<BusinessKey>>,
+    /// Meta app secret for `X-Hub-Signature-256`; `None` = not checked.
+    pub app_secret: Option<Secret>,
+    /// The app's flow handler.
+    pub forward_to: http::Uri,
+    /// Everything (unwrap, the app's answer, sealing) must fit in this; Meta waits ~10 s.
+    pub response_timeout: Duration,
+    /// Standard Webhooks signing secret for the requests to the flow handler.
+    pub signing: Option<SigningSecret>,
+}
+
+/// A secret string from the environment, redacted in `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
