@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::env;
+
 const MAIN_AFTER: &str = "\
 Examples:
   oneseal key init                                   # create the local master key
@@ -43,7 +45,7 @@ pub const VERSION: &str = concat!(
 )]
 pub struct Cli {
     /// Config file (TOML) with defaults for any option below (default: ./oneseal.toml if present).
-    #[arg(long, global = true, env = "ONESEAL_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = env::CONFIG, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// More diagnostics on stderr (-v info, -vv debug). Never prints keys or plaintext.
@@ -163,11 +165,11 @@ memory (same output).";
 #[derive(Debug, Args, Clone, Default)]
 pub struct KeyArgs {
     /// AWS KMS key (id, ARN, alias/NAME). Selects KMS for encryption; on decrypt, restricts to it.
-    #[arg(long, env = "ONESEAL_KMS_KEY_ID", value_name = "ARN")]
+    #[arg(long, env = env::KMS_KEY_ID, value_name = "ARN")]
     pub kms_key_id: Option<String>,
 
     /// Local master key file (default: <data dir>/oneseal/local.key).
-    #[arg(long, env = "ONESEAL_LOCAL_KEY", value_name = "PATH")]
+    #[arg(long, env = env::LOCAL_KEY, value_name = "PATH")]
     pub local_key: Option<PathBuf>,
 
     /// KMS encryption context pair, repeatable. Must be the same on decrypt.
@@ -195,8 +197,8 @@ impl KeyArgs {
     /// Only what the environment says (for the gateway, which takes no key flags).
     pub fn from_env() -> KeyArgs {
         KeyArgs {
-            kms_key_id: std::env::var("ONESEAL_KMS_KEY_ID").ok(),
-            local_key: std::env::var_os("ONESEAL_LOCAL_KEY").map(PathBuf::from),
+            kms_key_id: env::get(env::KMS_KEY_ID),
+            local_key: std::env::var_os(env::LOCAL_KEY).map(PathBuf::from),
             ..KeyArgs::default()
         }
     }
@@ -213,7 +215,7 @@ pub struct EncryptArgs {
     pub output: Option<PathBuf>,
 
     /// Suite for new ciphertext: gcm (authenticated, default) or cbc (One API sample format).
-    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    #[arg(long, env = env::SUITE, value_name = "SUITE")]
     pub suite: Option<String>,
 
     #[command(flatten)]
@@ -256,7 +258,7 @@ pub struct DecryptArgs {
     pub output: Option<PathBuf>,
 
     /// Suite to decrypt: gcm (default), cbc, or auto (gcm, then cbc; for migrations only).
-    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    #[arg(long, env = env::SUITE, value_name = "SUITE")]
     pub suite: Option<String>,
 
     #[command(flatten)]
@@ -292,7 +294,7 @@ pub enum KeyCommand {
     )]
     Init {
         /// Where to create it (default: <data dir>/oneseal/local.key).
-        #[arg(long, env = "ONESEAL_LOCAL_KEY", value_name = "PATH")]
+        #[arg(long, env = env::LOCAL_KEY, value_name = "PATH")]
         local_key: Option<PathBuf>,
     },
 }
@@ -360,7 +362,7 @@ pub struct MediaEncryptArgs {
     pub content_type: Option<String>,
 
     /// Suite: gcm (default) or cbc.
-    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    #[arg(long, env = env::SUITE, value_name = "SUITE")]
     pub suite: Option<String>,
 
     /// Base URL of the media endpoint.
@@ -406,7 +408,7 @@ pub struct MediaDecryptArgs {
     pub file_index: usize,
 
     /// Suite to decrypt: gcm (default), cbc (needs the SHA-256), or auto (migrations only).
-    #[arg(long, env = "ONESEAL_SUITE", value_name = "SUITE")]
+    #[arg(long, env = env::SUITE, value_name = "SUITE")]
     pub suite: Option<String>,
 
     /// Never show a progress bar.

@@ -16,6 +16,7 @@ use oneseal_kms::{AwsKmsProvider, KmsConfig};
 use serde::Deserialize;
 
 use crate::cli::KeyArgs;
+use crate::env;
 use crate::error::CliError;
 
 /// The config file found without `--config`.
@@ -195,10 +196,9 @@ pub fn cache_config(fresh: bool, file: &ConfigFile) -> Result<CacheConfig, CliEr
         c.max_age = Duration::from_secs(s);
     }
     c.validate().map_err(|e| {
-        let key = if e.starts_with("max_messages") {
-            "max_messages_per_key"
-        } else {
-            "key_max_age_seconds"
+        let key = match e.limit {
+            oneseal_core::CacheLimit::MaxMessages => "max_messages_per_key",
+            oneseal_core::CacheLimit::MaxAge => "key_max_age_seconds",
         };
         file.err(key, e)
     })?;
@@ -246,9 +246,8 @@ fn key_id(args: &KeyArgs, file: &ConfigFile) -> Result<Option<String>, CliError>
         return Ok(Some(k.trim().to_string()));
     }
     // clap treats an empty environment variable as unset; an empty one is still a mistake.
-    if std::env::var_os("ONESEAL_KMS_KEY_ID").is_some_and(|v| v.to_string_lossy().trim().is_empty())
-    {
-        return Err(CliError::usage(format!("ONESEAL_KMS_KEY_ID {BLANK}")));
+    if std::env::var_os(env::KMS_KEY_ID).is_some_and(|v| v.to_string_lossy().trim().is_empty()) {
+        return Err(CliError::usage(format!("{} {BLANK}", env::KMS_KEY_ID)));
     }
     match &file.values.kms_key_id {
         Some(k) if k.trim().is_empty() => Err(file.err("kms_key_id", BLANK)),

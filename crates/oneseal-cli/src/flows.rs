@@ -10,8 +10,8 @@ use crate::cli::FlowsCommand;
 use crate::error::CliError;
 use crate::io;
 
-const PASS_ENV: &str = "ONESEAL_FLOWS_PASSPHRASE";
-const SECRET_ENV: &str = "ONESEAL_FLOWS_APP_SECRET";
+const PASS_ENV: &str = crate::env::FLOWS_PASSPHRASE;
+const SECRET_ENV: &str = crate::env::FLOWS_APP_SECRET;
 
 fn flows_err(e: FlowsError) -> CliError {
     let status = e.http_status();

@@ -26,20 +26,16 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
     }
     // The key settings come from the environment and the config file (no flags here).
     let keys = config::keys(&KeyArgs::from_env(), file)?;
+    // The gateway takes no key flags: the environment and the file, resolved as for the CLI.
+    let suite_env = crate::env::get(crate::env::SUITE);
     cfg.check_local_key(keys.uses_local_key())
         .map_err(|e| file.err(&e.key, e.message))?;
     let parts = Parts {
         provider: keys.gateway_provider()?,
         // Strict mode and passthrough are the gateway's own settings ([gateway] strict).
         policy: config::policy(&[], false, file)?,
-        suite: config::suite::<oneseal_core::Suite>(
-            std::env::var("ONESEAL_SUITE").ok().as_deref(),
-            file,
-        )?,
-        decrypt_suite: config::suite::<oneseal_core::DecryptSuite>(
-            std::env::var("ONESEAL_SUITE").ok().as_deref(),
-            file,
-        )?,
+        suite: config::suite::<oneseal_core::Suite>(suite_env.as_deref(), file)?,
+        decrypt_suite: config::suite::<oneseal_core::DecryptSuite>(suite_env.as_deref(), file)?,
         // A long-running process: the next data key is made before the current one is spent,
         // so no request waits for GenerateDataKey at a rotation.
         cache: oneseal_core::CacheConfig {

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod docs;
+mod env;
 mod error;
 mod flows;
 mod gateway;

@@ -47,22 +47,47 @@ pub struct CacheConfig {
 
 impl CacheConfig {
     /// Checks the limits against their upper bounds; the message names the config key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), CacheConfigError> {
         if self.max_messages == 0 || self.max_messages > MAX_MESSAGES_PER_KEY_LIMIT {
-            return Err(format!(
-                "max_messages_per_key must be between 1 and {MAX_MESSAGES_PER_KEY_LIMIT} (got {})",
-                self.max_messages
-            ));
+            return Err(CacheConfigError {
+                limit: CacheLimit::MaxMessages,
+                message: format!(
+                    "must be between 1 and {MAX_MESSAGES_PER_KEY_LIMIT} (got {})",
+                    self.max_messages
+                ),
+            });
         }
         if self.max_age.is_zero() || self.max_age > MAX_KEY_AGE_LIMIT {
-            return Err(format!(
-                "key_max_age_seconds must be between 1 and {} (got {})",
-                MAX_KEY_AGE_LIMIT.as_secs(),
-                self.max_age.as_secs()
-            ));
+            return Err(CacheConfigError {
+                limit: CacheLimit::MaxAge,
+                message: format!(
+                    "must be between 1 and {} seconds (got {})",
+                    MAX_KEY_AGE_LIMIT.as_secs(),
+                    self.max_age.as_secs()
+                ),
+            });
         }
         Ok(())
     }
+}
+
+/// Which cache limit is out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheLimit {
+    /// Messages per data key.
+    MaxMessages,
+    /// Age of a data key.
+    MaxAge,
+}
+
+/// A cache limit out of range: which one, and its range; the caller names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CacheConfigError {
+    /// The limit.
+    pub limit: CacheLimit,
+    /// Its range and the value given.
+    pub message: String,
 }
 
 impl Default for CacheConfig {
@@ -767,15 +792,13 @@ mod tests {
         };
         assert!(too_many
             .validate()
-            .unwrap_err()
-            .contains("max_messages_per_key"));
+            .is_err_and(|e| e.limit == CacheLimit::MaxMessages));
         let too_old = CacheConfig {
             max_age: MAX_KEY_AGE_LIMIT + Duration::from_secs(1),
             ..Default::default()
         };
         assert!(too_old
             .validate()
-            .unwrap_err()
-            .contains("key_max_age_seconds"));
+            .is_err_and(|e| e.limit == CacheLimit::MaxAge));
     }
 }

@@ -55,7 +55,10 @@ pub mod strict;
 pub mod suite;
 pub mod walker;
 
-pub use cache::{CacheConfig, CacheStats, CountingProvider, KeyCache, OpeningKey, SealingKey};
+pub use cache::{
+    CacheConfig, CacheConfigError, CacheLimit, CacheStats, CountingProvider, KeyCache, OpeningKey,
+    SealingKey,
+};
 pub use error::Error;
 pub use local::{InitOutcome, LocalProvider};
 pub use policy::{FieldPath, Policy};

@@ -230,7 +230,7 @@ impl GatewayConfig {
                     0 => return Err(err("gateway.public_max_in_flight", "must be at least 1")),
                     n => n,
                 },
-                max_connections: match file.max_connections.unwrap_or(10_000) {
+                max_connections: match file.max_connections.unwrap_or(25_000) {
                     n @ 1..=1_000_000 => n,
                     _ => return Err(err("gateway.max_connections", "must be 1 to 1000000")),
                 },
