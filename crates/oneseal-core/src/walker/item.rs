@@ -17,7 +17,8 @@ use crate::suite::{CryptoError, DecryptSuite, FieldCipher, NonceSource, Suite};
 
 use super::detect::{Api, PayloadKind, ENCRYPTION_KEY};
 use super::layout::{
-    get, inline_media_applies, parent_mut, push_key, sub_path, walk_object, Compiled,
+    get, inline_media_applies, parent_mut, push_key, sub_path, walk_object, Compiled, KeyScope,
+    Layout,
 };
 
 /// What a decrypt run did.
@@ -653,4 +654,90 @@ pub(crate) fn as_object_mut<'a>(
         expected: "an object",
         found,
     })
+}
+
+/// One document's encryption, as the per-document core both drivers run: [`Sealing::begin`]
+/// (the top-level checks), [`Sealing::item`] for each message or callback item (its data key:
+/// the item's own, or the document's, made at the first item), then [`Sealing::finish`]
+/// (the document's key, if its kind has one, for the top level).
+pub(crate) struct Sealing<'e> {
+    engine: &'e Engine,
+    kind: PayloadKind,
+    layout: Layout,
+    /// A checking pass: no keys, no changes.
+    dry: bool,
+    nonces: NonceSource,
+    document_key: Option<Arc<SealingKey>>,
+}
+
+impl<'e> Sealing<'e> {
+    /// A document of `kind` whose top level the caller has checked.
+    pub(crate) fn new(engine: &'e Engine, kind: PayloadKind, dry: bool) -> Sealing<'e> {
+        Sealing {
+            engine,
+            kind,
+            layout: Layout::of(kind),
+            dry,
+            nonces: NonceSource::new(),
+            document_key: None,
+        }
+    }
+
+    /// A document of `kind` with its top level `top`: strict mode's top-level members (on the
+    /// checking pass), and no `encryptionKey` already there when the kind puts one there.
+    pub(crate) fn begin(
+        engine: &'e Engine,
+        kind: PayloadKind,
+        dry: bool,
+        top: &Map<String, Value>,
+    ) -> Result<Sealing<'e>, Error> {
+        if dry {
+            engine.compiled_kind(kind).check_top(top)?;
+        }
+        let s = Sealing::new(engine, kind, dry);
+        if s.layout.key == KeyScope::Document {
+            refuse_existing_key(top, "")?;
+        }
+        Ok(s)
+    }
+
+    /// The kind's layout.
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The document's key, made now if it is not yet (`path` names the item that needs it).
+    pub(crate) async fn document_key(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<Arc<SealingKey>>, Error> {
+        if self.document_key.is_none() {
+            self.document_key = self.engine.sealing_key(path, self.dry).await?;
+        }
+        Ok(self.document_key.clone())
+    }
+
+    /// Seals one item (`m`, at `path`) in place.
+    pub(crate) async fn item(
+        &mut self,
+        m: &mut Map<String, Value>,
+        path: &mut String,
+    ) -> Result<(), Error> {
+        refuse_existing_key(m, path)?;
+        let key = match self.layout.key {
+            KeyScope::PerItem => self.engine.sealing_key(path, self.dry).await?,
+            KeyScope::Document => self.document_key(path).await?,
+        };
+        self.engine
+            .seal_item(m, self.kind, key.as_deref(), path, &mut self.nonces)?;
+        if self.layout.key == KeyScope::PerItem {
+            put_key_blob(m, key.as_deref());
+        }
+        Ok(())
+    }
+
+    /// The document's key for the top level (none for per-item kinds, or a dry pass).
+    pub(crate) fn finish(self) -> Option<Arc<SealingKey>> {
+        self.document_key
+    }
 }

@@ -7,6 +7,47 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::detect::PayloadKind;
+
+/// Where a payload kind's items are, and how far one data key reaches: the per-document
+/// rules, as data, that both drivers follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) items: Items,
+    pub(crate) key: KeyScope,
+}
+
+/// Where the items of a document are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Items {
+    /// `messages[*]` (requests).
+    Messages,
+    /// `event.<type>[*]`, but for the event types that carry no content (One API callbacks).
+    Events,
+    /// The document itself is the one item (legacy callbacks).
+    Top,
+}
+
+/// Whose `encryptionKey` an item's values are sealed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyScope {
+    /// Each item has its own (One API): set on the item.
+    PerItem,
+    /// One for the document (legacy), made at its first item: set at the top level.
+    Document,
+}
+
+impl Layout {
+    /// The rules of `kind`.
+    pub(crate) fn of(kind: PayloadKind) -> Layout {
+        let (items, key) = match kind {
+            PayloadKind::OneRequest => (Items::Messages, KeyScope::PerItem),
+            PayloadKind::LegacyRequest => (Items::Messages, KeyScope::Document),
+            PayloadKind::OneCallback => (Items::Events, KeyScope::PerItem),
+            PayloadKind::LegacyCallback => (Items::Top, KeyScope::Document),
+        };
+        Layout { items, key }
+    }
+}
 use crate::error::{type_name, Error};
 use crate::policy::{FieldPath, InlineMedia, KindPolicy, Policy, Segment};
 

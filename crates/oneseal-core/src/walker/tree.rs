@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::detect::{detect, Api, PayloadKind, ENCRYPTION_KEY};
+use super::item::Sealing;
 use super::item::{
-    as_object_mut, events_mut, item_key, messages_mut, put_key_blob, refuse_existing_key,
-    set_member, sub_key_path, DocKeys, Engine, KeyPlacement, Opening, Report, MAX_DISTINCT_KEYS,
+    as_object_mut, events_mut, item_key, messages_mut, set_member, sub_key_path, DocKeys, Engine,
+    KeyPlacement, Opening, Report, MAX_DISTINCT_KEYS,
 };
 use super::json::{parse, serialize_sized};
-use super::layout::{message_path, push_index};
+use super::layout::{message_path, push_index, Items};
 use crate::error::{type_name, Error};
 use crate::policy::{KindPolicy, Segment};
-use crate::suite::NonceSource;
 
 impl Engine {
     /// Parses, encrypts and serializes a document.
@@ -134,54 +134,17 @@ impl Engine {
         let Value::Object(top) = doc else {
             return Err(Error::UnknownPayload("top level is not an object".into()));
         };
+        let mut sealing = Sealing::begin(self, kind, dry, top)?;
         let mut path = String::new();
-        let mut nonces = NonceSource::new();
-        if dry {
-            self.compiled_kind(kind).check_top(top)?;
-        }
-        match kind {
-            PayloadKind::OneRequest => {
-                let msgs = messages_mut(top)?;
-                for (i, m) in msgs.iter_mut().enumerate() {
-                    message_path(&mut path, i);
-                    let m = as_object_mut(m, &path)?;
-                    refuse_existing_key(m, &path)?;
-                    let key = self.sealing_key(&path, dry).await?;
-                    self.seal_item(
-                        m,
-                        PayloadKind::OneRequest,
-                        key.as_deref(),
-                        &mut path,
-                        &mut nonces,
-                    )?;
-                    put_key_blob(m, key.as_deref());
-                }
-            }
-            PayloadKind::LegacyRequest => {
-                refuse_existing_key(top, "")?;
-                let mut key = None;
+        match sealing.layout().items {
+            Items::Messages => {
                 for (i, m) in messages_mut(top)?.iter_mut().enumerate() {
                     message_path(&mut path, i);
-                    let m = as_object_mut(m, &path)?;
-                    refuse_existing_key(m, &path)?;
-                    if key.is_none() {
-                        key = self.sealing_key(&path, dry).await?;
-                    }
-                    self.seal_item(
-                        m,
-                        PayloadKind::LegacyRequest,
-                        key.as_deref(),
-                        &mut path,
-                        &mut nonces,
-                    )?;
-                }
-                if let Some(k) = key {
-                    set_member(top, ENCRYPTION_KEY, Value::String(k.blob_b64().to_string()));
+                    sealing.item(as_object_mut(m, &path)?, &mut path).await?;
                 }
             }
-            PayloadKind::OneCallback => {
-                let events = events_mut(top)?;
-                for (ty, items) in events.iter_mut() {
+            Items::Events => {
+                for (ty, items) in events_mut(top)?.iter_mut() {
                     if self.policy.plain_events.iter().any(|e| e == ty) {
                         continue;
                     }
@@ -199,38 +162,18 @@ impl Engine {
                     for (i, item) in items.iter_mut().enumerate() {
                         path.truncate(base);
                         push_index(&mut path, i);
-                        let m = as_object_mut(item, &path)?;
-                        refuse_existing_key(m, &path)?;
-                        let key = self.sealing_key(&path, dry).await?;
-                        self.seal_item(
-                            m,
-                            PayloadKind::OneCallback,
-                            key.as_deref(),
-                            &mut path,
-                            &mut nonces,
-                        )?;
-                        put_key_blob(m, key.as_deref());
+                        sealing.item(as_object_mut(item, &path)?, &mut path).await?;
                     }
                 }
             }
-            PayloadKind::LegacyCallback => {
-                refuse_existing_key(top, "")?;
-                let key = self.sealing_key("", dry).await?;
-                self.seal_item(
-                    top,
-                    PayloadKind::LegacyCallback,
-                    key.as_deref(),
-                    &mut path,
-                    &mut nonces,
-                )?;
-                if let Some(key) = key {
-                    set_member(
-                        top,
-                        ENCRYPTION_KEY,
-                        Value::String(key.blob_b64().to_string()),
-                    );
-                }
-            }
+            Items::Top => sealing.item(top, &mut path).await?,
+        }
+        if let Some(key) = sealing.finish() {
+            set_member(
+                top,
+                ENCRYPTION_KEY,
+                Value::String(key.blob_b64().to_string()),
+            );
         }
         Ok(())
     }

@@ -20,17 +20,16 @@ mod writer;
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::runtime::Handle;
 
 use super::detect::{detect_shape, Markers, PayloadKind, Shape, ENCRYPTION_KEY};
 use super::item::{
-    as_object_mut, item_key, put_key_blob, refuse_existing_key, sub_key_path, Blobs, DocKeys,
-    Engine, KeyPlacement, Opening, Report, MAX_DISTINCT_KEYS,
+    as_object_mut, item_key, refuse_existing_key, sub_key_path, Blobs, DocKeys, Engine,
+    KeyPlacement, Opening, Report, Sealing, MAX_DISTINCT_KEYS,
 };
-use crate::cache::SealingKey;
+use super::layout::{Items, KeyScope};
 use crate::error::{type_name, Error};
 use crate::suite::NonceSource;
 use scanner::{drive, drive_light, Ev, EVENT_TYPE};
@@ -220,20 +219,22 @@ impl Engine {
             return Err(e);
         }
         let mut w = Writer::new(out, pretty)?;
-        let mut nonces = NonceSource::new();
-        // Legacy requests: one key for the document, taken at its first message.
-        let mut legacy_key: Option<Arc<SealingKey>> = None;
-        let mut legacy_key_written = false;
+        // The same per-document core as the tree path; the first pass did the checks.
+        let mut sealing = Sealing::new(self, kind, false);
+        let layout = sealing.layout();
+        let mut top_key_written = false;
         drive(file, &mut |ev| match w.step(ev)? {
             Step::Layout => Ok(()),
-            Step::Member(k, v) if kind == PayloadKind::LegacyRequest && k == ENCRYPTION_KEY => {
+            Step::Member(k, v) if layout.key == KeyScope::Document && k == ENCRYPTION_KEY => {
                 // A `null` placeholder: the key goes where it stands (as set_member does), so
                 // it is needed now if any message will use it.
-                if scan.messages > 0 && legacy_key.is_none() {
-                    legacy_key = Some(rt.block_on(self.key_at("messages[0]"))?);
-                }
-                legacy_key_written = true;
-                let v = match &legacy_key {
+                let key = if scan.messages > 0 {
+                    rt.block_on(sealing.document_key("messages[0]"))?
+                } else {
+                    None
+                };
+                top_key_written = true;
+                let v = match key {
                     Some(key) => Value::String(key.blob_b64().to_string()),
                     None => v,
                 };
@@ -249,35 +250,18 @@ impl Engine {
                 let path = &mut w.path;
                 // As the tree path: requests' messages, callbacks' event items (not the plain
                 // types); anything else passes through.
-                match (w.event_ty.as_deref(), kind) {
-                    (None, PayloadKind::LegacyRequest) => {
-                        let m = as_object_mut(&mut v, path)?;
-                        if legacy_key.is_none() {
-                            legacy_key = Some(rt.block_on(self.key_at(path))?);
-                        }
-                        let key = legacy_key.as_deref();
-                        self.seal_item(m, PayloadKind::LegacyRequest, key, path, &mut nonces)?;
-                    }
-                    (None, PayloadKind::OneRequest) => {
-                        let m = as_object_mut(&mut v, path)?;
-                        let key = rt.block_on(self.key_at(path))?;
-                        let policy = PayloadKind::OneRequest;
-                        self.seal_item(m, policy, Some(&key), path, &mut nonces)?;
-                        put_key_blob(m, Some(&key));
-                    }
-                    (Some(ty), PayloadKind::OneCallback) if !self.is_plain_event(ty) => {
-                        let m = as_object_mut(&mut v, path)?;
-                        let key = rt.block_on(self.key_at(path))?;
-                        let policy = PayloadKind::OneCallback;
-                        self.seal_item(m, policy, Some(&key), path, &mut nonces)?;
-                        put_key_blob(m, Some(&key));
-                    }
-                    _ => {}
+                let ours = match (w.event_ty.as_deref(), layout.items) {
+                    (None, Items::Messages) => true,
+                    (Some(ty), Items::Events) => !self.is_plain_event(ty),
+                    _ => false,
+                };
+                if ours {
+                    rt.block_on(sealing.item(as_object_mut(&mut v, path)?, path))?;
                 }
                 w.out.element(&v)
             }
         })?;
-        if let (Some(key), false) = (&legacy_key, legacy_key_written) {
+        if let (Some(key), false) = (sealing.finish(), top_key_written) {
             w.out
                 .member(ENCRYPTION_KEY, &Value::String(key.blob_b64().to_string()))?;
         }
@@ -402,6 +386,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
+
+    use std::sync::Arc;
 
     use super::scanner::drive_chunked;
     use super::*;
