@@ -17,8 +17,8 @@ use crate::suite::{CryptoError, DecryptSuite, FieldCipher, NonceSource, Suite};
 
 use super::detect::{Api, PayloadKind, ENCRYPTION_KEY};
 use super::layout::{
-    get, inline_media_applies, parent_mut, push_key, sub_path, walk_object, Compiled, KeyScope,
-    Layout,
+    get, inline_media_applies, parent_mut, push_key, sub_path, walk_object, Compiled, Items,
+    KeyPlacement, KeyScope, Layout,
 };
 
 /// What a decrypt run did.
@@ -153,22 +153,6 @@ impl Engine {
     /// document with several keys costs one round trip to the key service, not one per key.
     /// Results, failures included, go into `keys`: the loop reports failures with their paths
     /// and never asks the key service about the same blob twice.
-    pub(crate) async fn prefetch_keys(&self, top: &Map<String, Value>, keys: &mut DocKeys) {
-        let mut blobs = Blobs::default();
-        blobs.note(top.get(ENCRYPTION_KEY));
-        if let Some(Value::Array(msgs)) = top.get("messages") {
-            msgs.iter().for_each(|m| blobs.note(m.get(ENCRYPTION_KEY)));
-        }
-        if let Some(Value::Object(ev)) = top.get("event") {
-            for items in ev.values() {
-                if let Value::Array(items) = items {
-                    items.iter().for_each(|m| blobs.note(m.get(ENCRYPTION_KEY)));
-                }
-            }
-        }
-        self.prefetch_blobs(blobs, keys).await;
-    }
-
     pub(crate) async fn prefetch_blobs(&self, blobs: Blobs, keys: &mut DocKeys) {
         let mut blobs = blobs.0;
         if blobs.len() < 2 {
@@ -524,6 +508,24 @@ pub(crate) fn hash_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 pub(crate) struct Blobs(Vec<String>);
 
 impl Blobs {
+    /// The distinct keys of a parsed document: its top level's, its messages', its event
+    /// items'.
+    pub(crate) fn of_document(top: &Map<String, Value>) -> Blobs {
+        let mut blobs = Blobs::default();
+        blobs.note(top.get(ENCRYPTION_KEY));
+        if let Some(Value::Array(msgs)) = top.get("messages") {
+            msgs.iter().for_each(|m| blobs.note(m.get(ENCRYPTION_KEY)));
+        }
+        if let Some(Value::Object(ev)) = top.get("event") {
+            for items in ev.values() {
+                if let Value::Array(items) = items {
+                    items.iter().for_each(|m| blobs.note(m.get(ENCRYPTION_KEY)));
+                }
+            }
+        }
+        blobs
+    }
+
     const MAX: usize = 64;
 
     pub(crate) fn note(&mut self, v: Option<&Value>) {
@@ -551,15 +553,6 @@ pub(crate) struct Opening<'a> {
     /// The item carries the key itself (then it is removed or nulled per `placement`).
     pub(crate) own_key: bool,
     pub(crate) placement: KeyPlacement,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyPlacement {
-    /// Requests: plain requests carry no key, so remove it.
-    Remove,
-    /// Callbacks: the platform's plain callbacks carry `"encryptionKey": null`, so the key
-    /// becomes null wherever it stands (no guessing from member order).
-    Restore,
 }
 
 pub(crate) fn place_key_after_decrypt(m: &mut Map<String, Value>, placement: KeyPlacement) {
@@ -739,5 +732,127 @@ impl<'e> Sealing<'e> {
     /// The document's key for the top level (none for per-item kinds, or a dry pass).
     pub(crate) fn finish(self) -> Option<Arc<SealingKey>> {
         self.document_key
+    }
+}
+
+/// One document's decryption, as the per-document core both drivers run: [`Unsealing::new`]
+/// (the top-level key, for kinds whose items may use it), [`Unsealing::item`] for each
+/// message or callback item (opened with its own key, or the document's), then
+/// [`Unsealing::finish`] (what was done). Each distinct key is unwrapped at most once.
+pub(crate) struct Unsealing<'e> {
+    engine: &'e Engine,
+    kind: PayloadKind,
+    layout: Layout,
+    keys: DocKeys,
+    /// The document's `encryptionKey`, which messages without their own fall back to.
+    top_key: Option<String>,
+    used_top: bool,
+    report: Report,
+}
+
+impl<'e> Unsealing<'e> {
+    /// A document of `kind` whose top-level `encryptionKey` is `top_key` (as found).
+    pub(crate) fn new(
+        engine: &'e Engine,
+        kind: PayloadKind,
+        top_key: Option<&Value>,
+    ) -> Result<Unsealing<'e>, Error> {
+        let layout = Layout::of(kind);
+        let top_key = match top_key {
+            _ if layout.items != Items::Messages => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => {
+                return Err(Error::WrongType {
+                    path: ENCRYPTION_KEY.into(),
+                    expected: "a base64 string",
+                    found: type_name(other),
+                })
+            }
+        };
+        Ok(Unsealing {
+            engine,
+            kind,
+            layout,
+            keys: DocKeys {
+                map: HashMap::new(),
+                max: match engine.opts.max_distinct_keys {
+                    0 => MAX_DISTINCT_KEYS,
+                    n => n,
+                },
+            },
+            top_key,
+            used_top: false,
+            report: Report {
+                kind: Some(kind),
+                ..Report::default()
+            },
+        })
+    }
+
+    /// The kind's layout.
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Unwraps the document's distinct keys (found ahead) concurrently.
+    pub(crate) async fn prefetch(&mut self, blobs: Blobs) {
+        self.engine.prefetch_blobs(blobs, &mut self.keys).await;
+    }
+
+    /// Whether a message fell back to the document's key (it is then removed).
+    pub(crate) fn used_top(&self) -> bool {
+        self.used_top
+    }
+
+    /// Whether the document has a key its messages may fall back to.
+    pub(crate) fn has_top_key(&self) -> bool {
+        self.top_key.is_some()
+    }
+
+    /// Opens one item (`m`, at `path`) in place; with `keep_going`, a failure is reported
+    /// and the item left as it was.
+    pub(crate) async fn item(
+        &mut self,
+        m: &mut Map<String, Value>,
+        path: &mut String,
+    ) -> Result<(), Error> {
+        let own = item_key(m, path)?;
+        let Some((blob, from_top)) = own
+            .map(|k| (k, false))
+            .or_else(|| self.top_key.clone().map(|k| (k, true)))
+        else {
+            self.report.skipped += 1;
+            return Ok(());
+        };
+        let key_path = if from_top {
+            ENCRYPTION_KEY.to_string()
+        } else {
+            sub_key_path(path)
+        };
+        let at = Opening {
+            payload: self.kind,
+            blob_b64: &blob,
+            key_path: &key_path,
+            own_key: !from_top,
+            placement: self.layout.decrypted_key,
+        };
+        match self.engine.open_guarded(m, at, &mut self.keys, path).await {
+            Ok(()) => {
+                self.report.items += 1;
+                self.used_top |= from_top;
+                Ok(())
+            }
+            Err(e) if self.engine.opts.keep_going => {
+                self.report.failures.push(e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the run did.
+    pub(crate) fn finish(self) -> Report {
+        self.report
     }
 }

@@ -14,6 +14,18 @@ use super::detect::PayloadKind;
 pub(crate) struct Layout {
     pub(crate) items: Items,
     pub(crate) key: KeyScope,
+    /// What becomes of an item's own key once it is decrypted.
+    pub(crate) decrypted_key: KeyPlacement,
+}
+
+/// What decryption does with the `encryptionKey` it used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyPlacement {
+    /// Requests: plain requests carry no key, so remove it.
+    Remove,
+    /// Callbacks: the platform's plain callbacks carry `"encryptionKey": null`, so the key
+    /// becomes null wherever it stands (no guessing from member order).
+    Restore,
 }
 
 /// Where the items of a document are.
@@ -45,7 +57,15 @@ impl Layout {
             PayloadKind::OneCallback => (Items::Events, KeyScope::PerItem),
             PayloadKind::LegacyCallback => (Items::Top, KeyScope::Document),
         };
-        Layout { items, key }
+        let decrypted_key = match items {
+            Items::Messages => KeyPlacement::Remove,
+            Items::Events | Items::Top => KeyPlacement::Restore,
+        };
+        Layout {
+            items,
+            key,
+            decrypted_key,
+        }
     }
 }
 use crate::error::{type_name, Error};

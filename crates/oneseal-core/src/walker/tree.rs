@@ -1,15 +1,11 @@
 //! The tree driver: a whole document parsed into one `serde_json::Value`, checked by a dry
 //! pass, then sealed (or opened) item by item with the per-item core.
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 
 use super::detect::{detect, Api, PayloadKind, ENCRYPTION_KEY};
-use super::item::Sealing;
 use super::item::{
-    as_object_mut, events_mut, item_key, messages_mut, set_member, sub_key_path, DocKeys, Engine,
-    KeyPlacement, Opening, Report, MAX_DISTINCT_KEYS,
+    as_object_mut, events_mut, messages_mut, set_member, Blobs, Engine, Report, Sealing, Unsealing,
 };
 use super::json::{parse, serialize_sized};
 use super::layout::{message_path, push_index, Items};
@@ -181,83 +177,22 @@ impl Engine {
     /// Decrypts every item that carries an `encryptionKey`, removing the keys it used.
     pub async fn decrypt_document(&self, doc: &mut Value) -> Result<Report, Error> {
         let kind = detect(doc, self.opts.api)?;
-        let mut report = Report {
-            kind: Some(kind),
-            ..Report::default()
-        };
         let Value::Object(top) = doc else {
             return Err(Error::UnknownPayload("top level is not an object".into()));
         };
-        let mut keys = DocKeys {
-            map: HashMap::new(),
-            max: match self.opts.max_distinct_keys {
-                0 => MAX_DISTINCT_KEYS,
-                n => n,
-            },
-        };
-        self.prefetch_keys(top, &mut keys).await;
+        let mut unsealing = Unsealing::new(self, kind, top.get(ENCRYPTION_KEY))?;
+        unsealing.prefetch(Blobs::of_document(top)).await;
         let mut path = String::new();
-        match kind {
-            PayloadKind::OneRequest | PayloadKind::LegacyRequest => {
-                let policy = kind;
-                let top_key = match top.get(ENCRYPTION_KEY) {
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(Value::Null) | None => None,
-                    Some(other) => {
-                        return Err(Error::WrongType {
-                            path: ENCRYPTION_KEY.into(),
-                            expected: "a base64 string",
-                            found: type_name(other),
-                        })
-                    }
-                };
-                let mut used_top = false;
+        match unsealing.layout().items {
+            Items::Messages => {
                 for (i, m) in messages_mut(top)?.iter_mut().enumerate() {
                     message_path(&mut path, i);
-                    let m = as_object_mut(m, &path)?;
-                    let own = item_key(m, &path)?;
-                    let Some((blob, from_top)) = own
-                        .map(|k| (k, false))
-                        .or_else(|| top_key.clone().map(|k| (k, true)))
-                    else {
-                        report.skipped += 1;
-                        continue;
-                    };
-                    let key_path = if from_top {
-                        ENCRYPTION_KEY.to_string()
-                    } else {
-                        sub_key_path(&path)
-                    };
-                    let res = self
-                        .open_guarded(
-                            m,
-                            Opening {
-                                payload: policy,
-                                blob_b64: &blob,
-                                key_path: &key_path,
-                                own_key: !from_top,
-                                placement: KeyPlacement::Remove,
-                            },
-                            &mut keys,
-                            &mut path,
-                        )
-                        .await;
-                    match res {
-                        Ok(()) => {
-                            report.items += 1;
-                            used_top |= from_top;
-                        }
-                        Err(e) if self.opts.keep_going => report.failures.push(e),
-                        Err(e) => return Err(e),
-                    }
-                }
-                if used_top {
-                    top.shift_remove(ENCRYPTION_KEY);
+                    unsealing.item(as_object_mut(m, &path)?, &mut path).await?;
                 }
             }
-            PayloadKind::OneCallback => {
-                let events = events_mut(top)?;
-                for (ty, items) in events.iter_mut() {
+            // Every event type: items without a key (status updates) are skipped.
+            Items::Events => {
+                for (ty, items) in events_mut(top)?.iter_mut() {
                     path.clear();
                     path.push_str("event.");
                     path.push_str(ty);
@@ -272,60 +207,17 @@ impl Engine {
                     for (i, item) in items.iter_mut().enumerate() {
                         path.truncate(base);
                         push_index(&mut path, i);
-                        let m = as_object_mut(item, &path)?;
-                        let Some(blob) = item_key(m, &path)? else {
-                            report.skipped += 1;
-                            continue;
-                        };
-                        let key_path = sub_key_path(&path);
-                        let res = self
-                            .open_guarded(
-                                m,
-                                Opening {
-                                    payload: PayloadKind::OneCallback,
-                                    blob_b64: &blob,
-                                    key_path: &key_path,
-                                    own_key: true,
-                                    placement: KeyPlacement::Restore,
-                                },
-                                &mut keys,
-                                &mut path,
-                            )
-                            .await;
-                        match res {
-                            Ok(()) => report.items += 1,
-                            Err(e) if self.opts.keep_going => report.failures.push(e),
-                            Err(e) => return Err(e),
-                        }
+                        unsealing
+                            .item(as_object_mut(item, &path)?, &mut path)
+                            .await?;
                     }
                 }
             }
-            PayloadKind::LegacyCallback => {
-                if let Some(blob) = item_key(top, "")? {
-                    let res = self
-                        .open_guarded(
-                            top,
-                            Opening {
-                                payload: PayloadKind::LegacyCallback,
-                                blob_b64: &blob,
-                                key_path: ENCRYPTION_KEY,
-                                own_key: true,
-                                placement: KeyPlacement::Restore,
-                            },
-                            &mut keys,
-                            &mut path,
-                        )
-                        .await;
-                    match res {
-                        Ok(()) => report.items += 1,
-                        Err(e) if self.opts.keep_going => report.failures.push(e),
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    report.skipped += 1;
-                }
-            }
+            Items::Top => unsealing.item(top, &mut path).await?,
         }
-        Ok(report)
+        if unsealing.used_top() {
+            top.shift_remove(ENCRYPTION_KEY);
+        }
+        Ok(unsealing.finish())
     }
 }

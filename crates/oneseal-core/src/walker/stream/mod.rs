@@ -25,10 +25,7 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 
 use super::detect::{detect_shape, Markers, PayloadKind, Shape, ENCRYPTION_KEY};
-use super::item::{
-    as_object_mut, item_key, refuse_existing_key, sub_key_path, Blobs, DocKeys, Engine,
-    KeyPlacement, Opening, Report, Sealing, MAX_DISTINCT_KEYS,
-};
+use super::item::{as_object_mut, refuse_existing_key, Blobs, Engine, Report, Sealing, Unsealing};
 use super::layout::{Items, KeyScope};
 use crate::error::{type_name, Error};
 use crate::suite::NonceSource;
@@ -279,43 +276,16 @@ impl Engine {
     ) -> Result<Streamed<Report>, Error> {
         let scan = self.scan(file, false)?;
         let kind = detect_shape(&scan.shape, self.opts.api)?;
-        let mut report = Report {
-            kind: Some(kind),
-            ..Report::default()
-        };
         let request = matches!(kind, PayloadKind::OneRequest | PayloadKind::LegacyRequest);
         if kind == PayloadKind::LegacyCallback
             || (request && self.opts.keep_going && scan.top_key_first && scan.uses_top)
         {
             return Ok(Streamed::UseTree);
         }
-        let top_key = match &scan.top_key {
-            Some(Value::String(s)) if request => Some(s.clone()),
-            Some(Value::Null) | None => None,
-            Some(other) if request => {
-                return Err(Error::WrongType {
-                    path: ENCRYPTION_KEY.into(),
-                    expected: "a base64 string",
-                    found: type_name(other),
-                })
-            }
-            Some(_) => None,
-        };
-        let mut keys = DocKeys {
-            map: Default::default(),
-            max: match self.opts.max_distinct_keys {
-                0 => MAX_DISTINCT_KEYS,
-                n => n,
-            },
-        };
-        rt.block_on(self.prefetch_blobs(scan.blobs, &mut keys));
-        let (policy, placement) = match kind {
-            PayloadKind::OneRequest => (PayloadKind::OneRequest, KeyPlacement::Remove),
-            PayloadKind::LegacyRequest => (PayloadKind::LegacyRequest, KeyPlacement::Remove),
-            _ => (PayloadKind::OneCallback, KeyPlacement::Restore),
-        };
+        // The same per-document core as the tree path.
+        let mut unsealing = Unsealing::new(self, kind, scan.top_key.as_ref())?;
+        rt.block_on(unsealing.prefetch(scan.blobs));
         let mut w = Writer::new(out, pretty)?;
-        let mut used_top = false;
         drive(file, &mut |ev| match w.step(ev)? {
             Step::Layout => Ok(()),
             Step::Member(k, v) => {
@@ -324,9 +294,9 @@ impl Engine {
                 let used = if scan.top_key_first {
                     scan.uses_top
                 } else {
-                    used_top
+                    unsealing.used_top()
                 };
-                if request && k == ENCRYPTION_KEY && top_key.is_some() && used {
+                if k == ENCRYPTION_KEY && unsealing.has_top_key() && used {
                     return Ok(());
                 }
                 w.out.member(k, &v)
@@ -343,40 +313,11 @@ impl Engine {
             Step::Item(v) if request == w.event_ty.is_some() => w.out.element(&v),
             Step::Item(mut v) => {
                 let path = &mut w.path;
-                let m = as_object_mut(&mut v, path)?;
-                let found = match item_key(m, path)? {
-                    Some(k) => Some((k, false)),
-                    None if request => top_key.clone().map(|k| (k, true)),
-                    None => None,
-                };
-                let Some((blob, from_top)) = found else {
-                    report.skipped += 1;
-                    return w.out.element(&v);
-                };
-                let key_path = if from_top {
-                    ENCRYPTION_KEY.to_string()
-                } else {
-                    sub_key_path(path)
-                };
-                let at = Opening {
-                    payload: policy,
-                    blob_b64: &blob,
-                    key_path: &key_path,
-                    own_key: !from_top,
-                    placement,
-                };
-                let res = rt.block_on(self.open_guarded(m, at, &mut keys, path));
-                match res {
-                    Ok(()) => {
-                        report.items += 1;
-                        used_top |= from_top;
-                    }
-                    Err(e) if self.opts.keep_going => report.failures.push(e),
-                    Err(e) => return Err(e),
-                }
+                rt.block_on(unsealing.item(as_object_mut(&mut v, path)?, path))?;
                 w.out.element(&v)
             }
         })?;
+        let report = unsealing.finish();
         w.finish()?;
         Ok(Streamed::Done(report))
     }
