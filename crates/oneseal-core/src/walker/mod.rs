@@ -5,6 +5,7 @@
 //! - `detect`: the payload kind of a document (or of a streamed document's shape);
 //! - `layout`: the per-kind rules as data (compiled policy paths, strict mode's members);
 //! - `item`: the engine's state and the per-item work (keys, sealing, opening);
+//! - `document`: the per-document core over it (`Sealing`, `Unsealing`), which both drivers run;
 //! - `tree`: the driver for a document parsed whole;
 //! - `stream`: the driver for documents of any size, in bounded memory;
 //! - `json`: parsing and writing.
@@ -12,6 +13,7 @@
 //! The drivers use the core and never each other; the core uses no driver.
 
 mod detect;
+mod document;
 mod item;
 mod json;
 mod layout;

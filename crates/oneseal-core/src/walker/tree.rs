@@ -4,9 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::detect::{detect, Api, PayloadKind, ENCRYPTION_KEY};
-use super::item::{
-    as_object_mut, events_mut, messages_mut, set_member, Blobs, Engine, Report, Sealing, Unsealing,
-};
+use super::document::{Sealing, Unsealing};
+use super::item::{as_object_mut, events_mut, messages_mut, set_member, Blobs, Engine, Report};
 use super::json::{parse, serialize_sized};
 use super::layout::{message_path, push_index, Items};
 use crate::error::{type_name, Error};

@@ -25,7 +25,8 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 
 use super::detect::{detect_shape, Markers, PayloadKind, Shape, ENCRYPTION_KEY};
-use super::item::{as_object_mut, refuse_existing_key, Blobs, Engine, Report, Sealing, Unsealing};
+use super::document::{Sealing, Unsealing};
+use super::item::{as_object_mut, refuse_existing_key, Blobs, Engine, Report};
 use super::layout::{Items, KeyScope};
 use crate::error::{type_name, Error};
 use crate::suite::NonceSource;

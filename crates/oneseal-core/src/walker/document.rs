@@ -1,0 +1,226 @@
+//! The per-document core both drivers run: the document's rules (its [`Layout`]) applied
+//! item by item — [`Sealing`] to encrypt, [`Unsealing`] to decrypt — with the per-item work
+//! of the `item` module.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::detect::{PayloadKind, ENCRYPTION_KEY};
+use super::item::{
+    item_key, put_key_blob, refuse_existing_key, sub_key_path, Blobs, DocKeys, Engine, Opening,
+    Report, MAX_DISTINCT_KEYS,
+};
+use super::layout::{Items, KeyScope, Layout};
+use crate::cache::SealingKey;
+use crate::error::{type_name, Error};
+use crate::suite::NonceSource;
+
+/// One document's encryption, as the per-document core both drivers run: [`Sealing::begin`]
+/// (the top-level checks), [`Sealing::item`] for each message or callback item (its data key:
+/// the item's own, or the document's, made at the first item), then [`Sealing::finish`]
+/// (the document's key, if its kind has one, for the top level).
+pub(crate) struct Sealing<'e> {
+    engine: &'e Engine,
+    kind: PayloadKind,
+    layout: Layout,
+    /// A checking pass: no keys, no changes.
+    dry: bool,
+    nonces: NonceSource,
+    document_key: Option<Arc<SealingKey>>,
+}
+
+impl<'e> Sealing<'e> {
+    /// A document of `kind` whose top level the caller has checked.
+    pub(crate) fn new(engine: &'e Engine, kind: PayloadKind, dry: bool) -> Sealing<'e> {
+        Sealing {
+            engine,
+            kind,
+            layout: Layout::of(kind),
+            dry,
+            nonces: NonceSource::new(),
+            document_key: None,
+        }
+    }
+
+    /// A document of `kind` with its top level `top`: strict mode's top-level members (on the
+    /// checking pass), and no `encryptionKey` already there when the kind puts one there.
+    pub(crate) fn begin(
+        engine: &'e Engine,
+        kind: PayloadKind,
+        dry: bool,
+        top: &Map<String, Value>,
+    ) -> Result<Sealing<'e>, Error> {
+        if dry {
+            engine.compiled_kind(kind).check_top(top)?;
+        }
+        let s = Sealing::new(engine, kind, dry);
+        if s.layout.key == KeyScope::Document {
+            refuse_existing_key(top, "")?;
+        }
+        Ok(s)
+    }
+
+    /// The kind's layout.
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The document's key, made now if it is not yet (`path` names the item that needs it).
+    pub(crate) async fn document_key(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<Arc<SealingKey>>, Error> {
+        if self.document_key.is_none() {
+            self.document_key = self.engine.sealing_key(path, self.dry).await?;
+        }
+        Ok(self.document_key.clone())
+    }
+
+    /// Seals one item (`m`, at `path`) in place.
+    pub(crate) async fn item(
+        &mut self,
+        m: &mut Map<String, Value>,
+        path: &mut String,
+    ) -> Result<(), Error> {
+        refuse_existing_key(m, path)?;
+        let key = match self.layout.key {
+            KeyScope::PerItem => self.engine.sealing_key(path, self.dry).await?,
+            KeyScope::Document => self.document_key(path).await?,
+        };
+        self.engine
+            .seal_item(m, self.kind, key.as_deref(), path, &mut self.nonces)?;
+        if self.layout.key == KeyScope::PerItem {
+            put_key_blob(m, key.as_deref());
+        }
+        Ok(())
+    }
+
+    /// The document's key for the top level (none for per-item kinds, or a dry pass).
+    pub(crate) fn finish(self) -> Option<Arc<SealingKey>> {
+        self.document_key
+    }
+}
+
+/// One document's decryption, as the per-document core both drivers run: [`Unsealing::new`]
+/// (the top-level key, for kinds whose items may use it), [`Unsealing::item`] for each
+/// message or callback item (opened with its own key, or the document's), then
+/// [`Unsealing::finish`] (what was done). Each distinct key is unwrapped at most once.
+pub(crate) struct Unsealing<'e> {
+    engine: &'e Engine,
+    kind: PayloadKind,
+    layout: Layout,
+    keys: DocKeys,
+    /// The document's `encryptionKey`, which messages without their own fall back to.
+    top_key: Option<String>,
+    used_top: bool,
+    report: Report,
+}
+
+impl<'e> Unsealing<'e> {
+    /// A document of `kind` whose top-level `encryptionKey` is `top_key` (as found).
+    pub(crate) fn new(
+        engine: &'e Engine,
+        kind: PayloadKind,
+        top_key: Option<&Value>,
+    ) -> Result<Unsealing<'e>, Error> {
+        let layout = Layout::of(kind);
+        let top_key = match top_key {
+            _ if layout.items != Items::Messages => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => {
+                return Err(Error::WrongType {
+                    path: ENCRYPTION_KEY.into(),
+                    expected: "a base64 string",
+                    found: type_name(other),
+                })
+            }
+        };
+        Ok(Unsealing {
+            engine,
+            kind,
+            layout,
+            keys: DocKeys {
+                map: HashMap::new(),
+                max: match engine.opts.max_distinct_keys {
+                    0 => MAX_DISTINCT_KEYS,
+                    n => n,
+                },
+            },
+            top_key,
+            used_top: false,
+            report: Report {
+                kind: Some(kind),
+                ..Report::default()
+            },
+        })
+    }
+
+    /// The kind's layout.
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Unwraps the document's distinct keys (found ahead) concurrently.
+    pub(crate) async fn prefetch(&mut self, blobs: Blobs) {
+        self.engine.prefetch_blobs(blobs, &mut self.keys).await;
+    }
+
+    /// Whether a message fell back to the document's key (it is then removed).
+    pub(crate) fn used_top(&self) -> bool {
+        self.used_top
+    }
+
+    /// Whether the document has a key its messages may fall back to.
+    pub(crate) fn has_top_key(&self) -> bool {
+        self.top_key.is_some()
+    }
+
+    /// Opens one item (`m`, at `path`) in place; with `keep_going`, a failure is reported
+    /// and the item left as it was.
+    pub(crate) async fn item(
+        &mut self,
+        m: &mut Map<String, Value>,
+        path: &mut String,
+    ) -> Result<(), Error> {
+        let own = item_key(m, path)?;
+        let Some((blob, from_top)) = own
+            .map(|k| (k, false))
+            .or_else(|| self.top_key.clone().map(|k| (k, true)))
+        else {
+            self.report.skipped += 1;
+            return Ok(());
+        };
+        let key_path = if from_top {
+            ENCRYPTION_KEY.to_string()
+        } else {
+            sub_key_path(path)
+        };
+        let at = Opening {
+            payload: self.kind,
+            blob_b64: &blob,
+            key_path: &key_path,
+            own_key: !from_top,
+            placement: self.layout.decrypted_key,
+        };
+        match self.engine.open_guarded(m, at, &mut self.keys, path).await {
+            Ok(()) => {
+                self.report.items += 1;
+                self.used_top |= from_top;
+                Ok(())
+            }
+            Err(e) if self.engine.opts.keep_going => {
+                self.report.failures.push(e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the run did.
+    pub(crate) fn finish(self) -> Report {
+        self.report
+    }
+}
