@@ -175,9 +175,17 @@ fn app_side_routes_send_only_ciphertext_and_return_the_platforms_answer() {
             .unwrap()
             .to_string()
     };
-    let link = url_of(&recs[0]);
+    // The relay delivers in parallel: find each callback by its message id.
+    let rec_of = |id: &str| {
+        recs.iter()
+            .find(|x| x["body"]["event"]["moMedia"][0]["messageId"] == id)
+            .unwrap_or_else(|| panic!("no callback {id} at the app"))
+            .clone()
+    };
+    let (good, tampered) = (rec_of("UUID-1.jpg"), rec_of("UUID-2.jpg"));
+    let link = url_of(&good);
     assert!(link.starts_with(&r.app_url("/v1/media?")), "{link}");
-    assert!(recs[0]["body"]["event"]["moMedia"][0]["encryptionKey"].is_null());
+    assert!(good["body"]["event"]["moMedia"][0]["encryptionKey"].is_null());
     let a = http::request("GET", &link, &[("Authorization", APP_KEY)], b"").unwrap();
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.header("content-type"), Some("image/jpeg"));
@@ -194,7 +202,13 @@ fn app_side_routes_send_only_ciphertext_and_return_the_platforms_answer() {
         "the key never goes back upstream"
     );
     // Tampered file: 502 and not one plaintext byte.
-    let a = http::request("GET", &url_of(&recs[1]), &[("Authorization", APP_KEY)], b"").unwrap();
+    let a = http::request(
+        "GET",
+        &url_of(&tampered),
+        &[("Authorization", APP_KEY)],
+        b"",
+    )
+    .unwrap();
     assert_eq!(a.status, 502);
     assert_eq!(a.json()["error"]["code"], "media_verification_failed");
     // The upstream's 401 is passed through.
