@@ -18,6 +18,38 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// `v` (or `default` when unset) if it lies in `range`, else an error naming `key` and the
+/// range. Every numeric setting of the gateway tables goes through this one check.
+pub(crate) fn within<T>(
+    key: &str,
+    v: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + Copy + std::fmt::Display,
+{
+    let n = v.unwrap_or(default);
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(err(
+            key,
+            format!("must be {} to {} (got {n})", range.start(), range.end()),
+        ))
+    }
+}
+
+/// [`within`] for a number of seconds.
+pub(crate) fn seconds(
+    key: &str,
+    v: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<std::time::Duration, ConfigError> {
+    within(key, v, default, range).map(std::time::Duration::from_secs)
+}
+
 pub(crate) fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_string(),

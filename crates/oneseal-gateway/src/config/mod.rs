@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use checks::{
     addr, basic_auth, check_paths, err, http_url, plain_http_remote, public_tls, required_auth,
-    signing_secret,
+    seconds, signing_secret, within,
 };
 pub use checks::{is_loopback_host, ConfigError, MIN_PASSWORD};
 pub use files::{CallbacksFile, CleverTapFile, FlowsFile, GatewayFile};
@@ -24,6 +24,9 @@ pub use settings::{
     BasicAuth, CallbacksConfig, CleverTapConfig, FlowsConfig, Secret, SigningSecret,
 };
 use tables::{clevertap_config, flows_config};
+
+/// The most in-flight requests a limit may allow (the semaphore's own maximum).
+const IN_FLIGHT_MAX: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// The validated gateway configuration.
 #[derive(Debug, Clone)]
@@ -106,15 +109,19 @@ impl GatewayConfig {
             }
             None => format!("http://{app_listen}"),
         };
-        let max_in_flight = file.max_in_flight.unwrap_or(4096);
-        if max_in_flight == 0 {
-            return Err(err("gateway.max_in_flight", "must be at least 1"));
-        }
-        let secs = |key: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
-            0 => Err(err(key, "must be at least 1 second")),
-            s if s > 3600 => Err(err(key, "must be at most 3600 seconds")),
-            s => Ok(Duration::from_secs(s)),
-        };
+        let max_in_flight = within(
+            "gateway.max_in_flight",
+            file.max_in_flight,
+            4096,
+            1..=IN_FLIGHT_MAX,
+        )?;
+        let secs = |key: &str, v: Option<u64>, default: u64| seconds(key, v, default, 1..=3600);
+        let max_body_bytes = within(
+            "gateway.max_body_bytes",
+            file.max_body_bytes,
+            32 << 20,
+            1024..=1 << 30,
+        )?;
         let spool_dir = match &file.spool_dir {
             Some(p) => p.clone(),
             None => dirs::data_dir()
@@ -154,15 +161,12 @@ impl GatewayConfig {
                     "gateway.callbacks.username",
                     "its callbacks",
                 )?;
-                let max_retry_age = match c.max_retry_age_seconds.unwrap_or(86_400) {
-                    s @ 1..=2_592_000 => Duration::from_secs(s),
-                    _ => {
-                        return Err(err(
-                            "gateway.callbacks.max_retry_age_seconds",
-                            "must be 1 to 2592000 seconds (30 days)",
-                        ))
-                    }
-                };
+                let max_retry_age = seconds(
+                    "gateway.callbacks.max_retry_age_seconds",
+                    c.max_retry_age_seconds,
+                    86_400,
+                    1..=30 * 86_400,
+                )?;
                 Some(CallbacksConfig {
                     path,
                     forward_to,
@@ -182,94 +186,86 @@ impl GatewayConfig {
                 })
             }
         };
-        let cfg =
-            GatewayConfig {
-                app_listen,
-                public_listen: addr(
-                    "gateway.public_listen",
-                    file.public_listen.as_deref(),
-                    "127.0.0.1:8081",
-                )?,
-                admin_listen: addr(
-                    "gateway.admin_listen",
-                    file.admin_listen.as_deref(),
-                    "127.0.0.1:9090",
-                )?,
-                upstream,
-                app_url,
-                public_url: file.public_url.clone(),
-                spool_dir,
-                max_in_flight,
-                upstream_timeout: secs(
-                    "gateway.upstream_timeout_seconds",
-                    file.upstream_timeout_seconds,
-                    30,
-                )?,
-                request_timeout: secs(
-                    "gateway.request_timeout_seconds",
-                    file.request_timeout_seconds,
-                    60,
-                )?,
-                max_body_bytes: match file.max_body_bytes.unwrap_or(32 * 1024 * 1024) {
-                    n @ 1024..=1_073_741_824 => n,
-                    _ => {
-                        return Err(err(
-                            "gateway.max_body_bytes",
-                            "must be 1024 to 1073741824 (1 GiB)",
-                        ))
-                    }
-                },
-                max_body_memory: match file.max_body_memory_bytes.unwrap_or(256 * 1024 * 1024) {
-                    n if n >= file.max_body_bytes.unwrap_or(32 * 1024 * 1024) && n <= 1 << 40 => n,
-                    _ => return Err(err(
-                        "gateway.max_body_memory_bytes",
-                        "must be at least max_body_bytes (one body of the largest size must fit)",
-                    )),
-                },
-                public_max_in_flight: match file.public_max_in_flight.unwrap_or(1024) {
-                    0 => return Err(err("gateway.public_max_in_flight", "must be at least 1")),
-                    n => n,
-                },
-                max_connections: match file.max_connections.unwrap_or(25_000) {
-                    n @ 1..=1_000_000 => n,
-                    _ => return Err(err("gateway.max_connections", "must be 1 to 1000000")),
-                },
-                header_read_timeout: match file.header_read_timeout_seconds.unwrap_or(10) {
-                    s @ 1..=300 => Duration::from_secs(s),
-                    _ => {
-                        return Err(err(
-                            "gateway.header_read_timeout_seconds",
-                            "must be 1 to 300 seconds",
-                        ))
-                    }
-                },
-                http2: file.http2 == Some(true),
-                allow_local_key: file.allow_local_key == Some(true),
-                strict: file.strict != Some(false),
-                passthrough: {
-                    let mut v = Vec::new();
-                    for p in file.passthrough.iter().flatten() {
-                        v.extend(
-                            oneseal_core::FieldPath::parse_many(p)
-                                .map_err(|e| err("gateway.passthrough", e.to_string()))?,
-                        );
-                    }
-                    v
-                },
-                warnings: Vec::new(),
-                callbacks,
-                public_tls: public_tls(file.tls_cert.as_deref(), file.tls_key.as_deref())?,
-                clevertap: file
-                    .clevertap
-                    .as_ref()
-                    .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
-                    .transpose()?,
-                flows: file
-                    .flows
-                    .as_ref()
-                    .map(|f| flows_config(f, env))
-                    .transpose()?,
-            };
+        let cfg = GatewayConfig {
+            app_listen,
+            public_listen: addr(
+                "gateway.public_listen",
+                file.public_listen.as_deref(),
+                "127.0.0.1:8081",
+            )?,
+            admin_listen: addr(
+                "gateway.admin_listen",
+                file.admin_listen.as_deref(),
+                "127.0.0.1:9090",
+            )?,
+            upstream,
+            app_url,
+            public_url: file.public_url.clone(),
+            spool_dir,
+            max_in_flight,
+            upstream_timeout: secs(
+                "gateway.upstream_timeout_seconds",
+                file.upstream_timeout_seconds,
+                30,
+            )?,
+            request_timeout: secs(
+                "gateway.request_timeout_seconds",
+                file.request_timeout_seconds,
+                60,
+            )?,
+            max_body_bytes,
+            // One body of the largest size must fit.
+            max_body_memory: within(
+                "gateway.max_body_memory_bytes",
+                file.max_body_memory_bytes,
+                256 << 20,
+                max_body_bytes..=1 << 40,
+            )?,
+            public_max_in_flight: within(
+                "gateway.public_max_in_flight",
+                file.public_max_in_flight,
+                1024,
+                1..=IN_FLIGHT_MAX,
+            )?,
+            max_connections: within(
+                "gateway.max_connections",
+                file.max_connections,
+                25_000,
+                1..=1_000_000,
+            )?,
+            header_read_timeout: seconds(
+                "gateway.header_read_timeout_seconds",
+                file.header_read_timeout_seconds,
+                10,
+                1..=300,
+            )?,
+            http2: file.http2 == Some(true),
+            allow_local_key: file.allow_local_key == Some(true),
+            strict: file.strict != Some(false),
+            passthrough: {
+                let mut v = Vec::new();
+                for p in file.passthrough.iter().flatten() {
+                    v.extend(
+                        oneseal_core::FieldPath::parse_many(p)
+                            .map_err(|e| err("gateway.passthrough", e.to_string()))?,
+                    );
+                }
+                v
+            },
+            warnings: Vec::new(),
+            callbacks,
+            public_tls: public_tls(file.tls_cert.as_deref(), file.tls_key.as_deref())?,
+            clevertap: file
+                .clevertap
+                .as_ref()
+                .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
+                .transpose()?,
+            flows: file
+                .flows
+                .as_ref()
+                .map(|f| flows_config(f, env))
+                .transpose()?,
+        };
         let media_prefix = cfg.clevertap.as_ref().map(|c| format!("{}/media", c.path));
         let mut paths: Vec<(&str, &str)> = Vec::new();
         if let Some(c) = &cfg.callbacks {

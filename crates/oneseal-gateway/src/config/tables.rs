@@ -1,9 +1,8 @@
 //! `[gateway.clevertap]` and `[gateway.flows]` validated into their settings.
 
-use std::time::Duration;
-
 use super::checks::{
-    basic_auth, business_key, err, http_url, required_auth, secret_env, signing_secret, ConfigError,
+    basic_auth, business_key, err, http_url, required_auth, seconds, secret_env, signing_secret,
+    ConfigError,
 };
 use super::files::{CleverTapFile, FlowsFile};
 use super::settings::{CleverTapConfig, FlowsConfig};
@@ -116,10 +115,8 @@ pub(crate) fn clevertap_config(
             )
         })?;
     http_url("gateway.public_url", &public_url)?;
-    let secs = |name: &str, v: Option<u64>, default: u64, max: u64| match v.unwrap_or(default) {
-        s if s >= 1 && s <= max => Ok(Duration::from_secs(s)),
-        _ => Err(err(&k(name), format!("must be 1 to {max} seconds"))),
-    };
+    let secs =
+        |name: &str, v: Option<u64>, default: u64, max: u64| seconds(&k(name), v, default, 1..=max);
     Ok(CleverTapConfig {
         path,
         auth,
@@ -224,15 +221,13 @@ pub(crate) fn flows_config(
         .as_deref()
         .map(|var| signing_secret("gateway.flows.signing_secret_env", var, env))
         .transpose()?;
-    let response_timeout = match f.response_timeout_seconds.unwrap_or(9) {
-        s @ 1..=60 => Duration::from_secs(s),
-        _ => {
-            return Err(err(
-                "gateway.flows.response_timeout_seconds",
-                "must be 1 to 60 seconds (Meta waits about 10 s for an answer)",
-            ))
-        }
-    };
+    // Meta waits about 10 s for an answer.
+    let response_timeout = seconds(
+        "gateway.flows.response_timeout_seconds",
+        f.response_timeout_seconds,
+        9,
+        1..=60,
+    )?;
     Ok(FlowsConfig {
         path,
         key,
