@@ -336,27 +336,14 @@ impl Engine {
         key: Option<&SealingKey>,
         path: &str,
     ) -> Result<(), Error> {
-        let content_path = sub_path(path, &im.content);
-        let hash_path = sub_path(path, &im.hash);
-        let given = match get(m, &im.hash) {
-            Some(v) => check_hash_value(v, &hash_path)?,
-            None => None,
-        };
-        let Some((holder, ck)) = parent_mut(m, &im.content) else {
+        let Some(InlineContent {
+            text: s,
+            given,
+            content_path,
+            hash_path,
+        }) = inline_content(m, im, path)?
+        else {
             return Ok(());
-        };
-        let Some(v) = holder.get_mut(ck) else {
-            return Ok(());
-        };
-        let s = match v {
-            Value::String(s) => s,
-            other => {
-                return Err(Error::WrongType {
-                    path: content_path,
-                    expected: "a base64 string",
-                    found: type_name(other),
-                })
-            }
         };
         let Some(key) = key else { return Ok(()) };
         let bytes = b64::decode(s).map_err(|_| Error::Base64 {
@@ -437,27 +424,14 @@ impl Engine {
         cipher: &FieldCipher,
         path: &str,
     ) -> Result<(), Error> {
-        let content_path = sub_path(path, &im.content);
-        let hash_path = sub_path(path, &im.hash);
-        let given = match get(m, &im.hash) {
-            Some(v) => check_hash_value(v, &hash_path)?,
-            None => None,
-        };
-        let Some((holder, ck)) = parent_mut(m, &im.content) else {
+        let Some(InlineContent {
+            text: s,
+            given,
+            content_path,
+            hash_path,
+        }) = inline_content(m, im, path)?
+        else {
             return Ok(());
-        };
-        let Some(v) = holder.get_mut(ck) else {
-            return Ok(());
-        };
-        let s = match v {
-            Value::String(s) => s,
-            other => {
-                return Err(Error::WrongType {
-                    path: content_path,
-                    expected: "a base64 string",
-                    found: type_name(other),
-                })
-            }
         };
         let ct = b64::decode(s).map_err(|_| Error::Base64 {
             path: content_path.clone(),
@@ -494,6 +468,46 @@ impl Engine {
         s.clear();
         b64::encode_into(&pt, s);
         Ok(())
+    }
+}
+
+/// An item's inline media, as both sealing and opening find it: the base64 `content`, the
+/// hash given beside it (checked to be one), and their JSON paths.
+struct InlineContent<'m> {
+    text: &'m mut String,
+    given: Option<[u8; 32]>,
+    content_path: String,
+    hash_path: String,
+}
+
+/// The inline media of `m` (at `path`) under `im`; `None` when `content` is absent.
+fn inline_content<'m>(
+    m: &'m mut Map<String, Value>,
+    im: &InlineMedia,
+    path: &str,
+) -> Result<Option<InlineContent<'m>>, Error> {
+    let content_path = sub_path(path, &im.content);
+    let hash_path = sub_path(path, &im.hash);
+    let given = match get(m, &im.hash) {
+        Some(v) => check_hash_value(v, &hash_path)?,
+        None => None,
+    };
+    let Some((holder, ck)) = parent_mut(m, &im.content) else {
+        return Ok(None);
+    };
+    match holder.get_mut(ck) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(InlineContent {
+            text,
+            given,
+            content_path,
+            hash_path,
+        })),
+        Some(other) => Err(Error::WrongType {
+            path: content_path,
+            expected: "a base64 string",
+            found: type_name(other),
+        }),
     }
 }
 
