@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::env;
-
 const MAIN_AFTER: &str = "\
 Examples:
   oneseal key init                                   # create the local master key
@@ -44,8 +42,8 @@ pub const VERSION: &str = concat!(
     subcommand_required = true
 )]
 pub struct Cli {
-    /// Config file (TOML) with defaults for any option below (default: ./oneseal.toml if present).
-    #[arg(long, global = true, env = env::CONFIG, value_name = "PATH")]
+    /// Config file (TOML) with defaults for any option below (or ONESEAL_CONFIG; default: ./oneseal.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// More diagnostics on stderr (-v info, -vv debug). Never prints keys or plaintext.
@@ -164,12 +162,12 @@ memory (same output).";
 /// Options shared by every command that reaches a key provider.
 #[derive(Debug, Args, Clone, Default)]
 pub struct KeyArgs {
-    /// AWS KMS key (id, ARN, alias/NAME). Selects KMS for encryption; on decrypt, restricts to it.
-    #[arg(long, env = env::KMS_KEY_ID, value_name = "ARN")]
+    /// AWS KMS key (id, ARN, alias/NAME; or ONESEAL_KMS_KEY_ID). Selects KMS for encryption; on decrypt, restricts to it.
+    #[arg(long, value_name = "ARN")]
     pub kms_key_id: Option<String>,
 
-    /// Local master key file (default: <data dir>/oneseal/local.key).
-    #[arg(long, env = env::LOCAL_KEY, value_name = "PATH")]
+    /// Local master key file (or ONESEAL_LOCAL_KEY; default: <data dir>/oneseal/local.key).
+    #[arg(long, value_name = "PATH")]
     pub local_key: Option<PathBuf>,
 
     /// KMS encryption context pair, repeatable. Must be the same on decrypt.
@@ -193,17 +191,6 @@ pub struct KeyArgs {
     pub kms_timeout: Option<f64>,
 }
 
-impl KeyArgs {
-    /// Only what the environment says (for the gateway, which takes no key flags).
-    pub fn from_env() -> KeyArgs {
-        KeyArgs {
-            kms_key_id: env::get(env::KMS_KEY_ID),
-            local_key: std::env::var_os(env::LOCAL_KEY).map(PathBuf::from),
-            ..KeyArgs::default()
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
     /// Input JSON file; '-' or nothing reads stdin.
@@ -214,8 +201,8 @@ pub struct EncryptArgs {
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
 
-    /// Suite for new ciphertext: gcm (authenticated, default) or cbc (One API sample format).
-    #[arg(long, env = env::SUITE, value_name = "SUITE")]
+    /// Suite for new ciphertext (or ONESEAL_SUITE): gcm (authenticated, default) or cbc (One API sample format).
+    #[arg(long, value_name = "SUITE")]
     pub suite: Option<String>,
 
     #[command(flatten)]
@@ -257,8 +244,8 @@ pub struct DecryptArgs {
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
 
-    /// Suite to decrypt: gcm (default), cbc, or auto (gcm, then cbc; for migrations only).
-    #[arg(long, env = env::SUITE, value_name = "SUITE")]
+    /// Suite to decrypt (or ONESEAL_SUITE): gcm (default), cbc, or auto (gcm, then cbc; for migrations only).
+    #[arg(long, value_name = "SUITE")]
     pub suite: Option<String>,
 
     #[command(flatten)]
@@ -293,8 +280,8 @@ pub enum KeyCommand {
         after_help = "Examples:\n  oneseal key init                          # at the default place (<data dir>/oneseal/local.key)\n  oneseal key init --local-key ./dev.key    # elsewhere (its directory must exist)\n\nThe local key is for development, tests and offline use: the messaging platform cannot\ndecrypt what it encrypts. Back it up if you keep anything encrypted with it."
     )]
     Init {
-        /// Where to create it (default: <data dir>/oneseal/local.key).
-        #[arg(long, env = env::LOCAL_KEY, value_name = "PATH")]
+        /// Where to create it (or ONESEAL_LOCAL_KEY; default: <data dir>/oneseal/local.key).
+        #[arg(long, value_name = "PATH")]
         local_key: Option<PathBuf>,
     },
 }
@@ -361,8 +348,8 @@ pub struct MediaEncryptArgs {
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
 
-    /// Suite: gcm (default) or cbc.
-    #[arg(long, env = env::SUITE, value_name = "SUITE")]
+    /// Suite (or ONESEAL_SUITE): gcm (default) or cbc.
+    #[arg(long, value_name = "SUITE")]
     pub suite: Option<String>,
 
     /// Base URL of the media endpoint.
@@ -407,8 +394,8 @@ pub struct MediaDecryptArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub file_index: usize,
 
-    /// Suite to decrypt: gcm (default), cbc (needs the SHA-256), or auto (migrations only).
-    #[arg(long, env = env::SUITE, value_name = "SUITE")]
+    /// Suite to decrypt (or ONESEAL_SUITE): gcm (default), cbc (needs the SHA-256), or auto (migrations only).
+    #[arg(long, value_name = "SUITE")]
     pub suite: Option<String>,
 
     /// Never show a progress bar.

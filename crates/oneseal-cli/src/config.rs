@@ -1,9 +1,11 @@
-//! Stage two of argument handling: clap values (flags and environment, via clap) and the
-//! config file, resolved once per command into validated settings. Precedence: flag/env >
-//! file > default. Every error names where the bad value came from: a flag, or the config
-//! file and its key (and line, for TOML syntax).
+//! Stage two of argument handling: what clap collected from the flags, the environment and
+//! the config file, resolved once per command into validated settings, in the order flag →
+//! environment → config file → default (`oneseal_settings::resolve`). Every error names where
+//! the bad value came from: the flag, the environment variable, or the config file, its key
+//! (and line, for TOML syntax). The gateway's tables go through the same checks.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock as OnceCell};
 use std::time::Duration;
@@ -13,10 +15,11 @@ use oneseal_core::{
     LocalProvider, Policy, SecretKey,
 };
 use oneseal_kms::{AwsKmsProvider, KmsConfig};
+use oneseal_settings::env::{self, Env};
+use oneseal_settings::{check, given, resolve, ConfigError, Origin};
 use serde::Deserialize;
 
 use crate::cli::KeyArgs;
-use crate::env;
 use crate::error::CliError;
 
 /// The config file found without `--config`.
@@ -50,21 +53,49 @@ pub struct FileConfig {
     pub gateway: Option<oneseal_gateway::GatewayFile>,
 }
 
-/// The config file in force (if any) and its values.
-#[derive(Debug, Default)]
-pub struct ConfigFile {
-    /// Where it was read from; `None` when there is no config file.
+/// Where settings come from besides the flags: the environment and the config file in force
+/// (if any).
+pub struct Sources {
+    /// Where the config file was read from; `None` when there is none.
     pub path: Option<PathBuf>,
     pub values: FileConfig,
+    pub env: Box<dyn Env>,
 }
 
-impl ConfigFile {
-    /// Reads `--config`/`ONESEAL_CONFIG` if given, else `./oneseal.toml` if it exists.
-    pub fn load(explicit: Option<&Path>) -> Result<ConfigFile, CliError> {
-        let path = match explicit {
-            Some(p) => p.to_path_buf(),
-            None if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
-            None => return Ok(ConfigFile::default()),
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("path", &self.path)
+            .field("values", &self.values)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Sources {
+    fn default() -> Sources {
+        Sources {
+            path: None,
+            values: FileConfig::default(),
+            env: Box::new(env::Process),
+        }
+    }
+}
+
+impl Sources {
+    /// The config file from `--config`, else `ONESEAL_CONFIG`, else `./oneseal.toml` if it
+    /// exists; the environment from `vars`.
+    pub fn load(flag: Option<&Path>, vars: Box<dyn Env>) -> Result<Sources, CliError> {
+        let from_env = vars.get(env::CONFIG).filter(|v| !v.is_empty());
+        let path = match (flag, from_env) {
+            (Some(p), _) => p.to_path_buf(),
+            (None, Some(p)) => PathBuf::from(p),
+            (None, None) if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
+            (None, None) => {
+                return Ok(Sources {
+                    env: vars,
+                    ..Sources::default()
+                })
+            }
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| CliError::io("read config file", &path, e))?;
@@ -79,83 +110,76 @@ impl ConfigFile {
                 e.message().trim()
             ))
         })?;
-        Ok(ConfigFile {
+        Ok(Sources {
             path: Some(path),
             values,
+            env: vars,
         })
     }
 
-    /// An error about `key` in this file.
-    pub fn err(&self, key: &str, msg: impl std::fmt::Display) -> CliError {
+    /// The one place a setting's error becomes the CLI's: a config file key is named with
+    /// the file it is in.
+    pub fn error(&self, e: ConfigError) -> CliError {
+        if !e.in_file() {
+            return CliError::usage(e.to_string());
+        }
         let file = self
             .path
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| DEFAULT_CONFIG.into());
-        CliError::usage(format!("config file {file}: {key}: {msg}"))
+        CliError::usage(format!("config file {file}: {e}"))
     }
-}
 
-/// A value taken from a flag (or its environment variable) or else from the config file,
-/// parsed with an error that names whichever it came from.
-fn from_flag_or_file<T, E: std::fmt::Display>(
-    flag: Option<&str>,
-    flag_name: &str,
-    file_value: Option<&str>,
-    file_key: &str,
-    file: &ConfigFile,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> Result<Option<T>, CliError> {
-    if let Some(v) = flag {
-        return parse(v)
-            .map(Some)
-            .map_err(|e| CliError::usage(format!("{flag_name}: {e}")));
+    /// An error about the config file key `key`.
+    pub fn err(&self, key: &str, msg: impl std::fmt::Display) -> CliError {
+        self.error(ConfigError::file(key, msg.to_string()))
     }
-    match file_value {
-        Some(v) => parse(v).map(Some).map_err(|e| file.err(file_key, e)),
-        None => Ok(None),
+
+    /// The environment variable `name`, if set and not empty (an empty one counts as unset,
+    /// as it did when clap read it).
+    fn var(&self, name: &str) -> Option<String> {
+        self.env.get(name).filter(|v| !v.is_empty())
     }
 }
 
 /// A suite setting: the suite for new ciphertext ([`Suite`], default gcm), or the suite
 /// decryption accepts ([`DecryptSuite`]: the configured suite, gcm by default;
 /// `auto` only when asked for). `suite` in the file sets both.
-pub fn suite<T>(flag: Option<&str>, file: &ConfigFile) -> Result<T, CliError>
+pub fn suite<T>(flag: Option<&str>, src: &Sources) -> Result<T, CliError>
 where
     T: std::str::FromStr + Default,
     T::Err: std::fmt::Display,
 {
-    Ok(from_flag_or_file(
-        flag,
-        "--suite (or ONESEAL_SUITE)",
-        file.values.suite.as_deref(),
-        "suite",
-        file,
-        str::parse::<T>,
-    )?
-    .unwrap_or_default())
+    let from_env = src.var(env::SUITE);
+    let sources = [
+        (Origin::Flag("--suite"), flag),
+        (Origin::Env(env::SUITE), from_env.as_deref()),
+        (Origin::file("suite"), src.values.suite.as_deref()),
+    ];
+    Ok(resolve(&sources, str::parse::<T>)
+        .map_err(|e| src.error(e))?
+        .unwrap_or_default())
 }
 
-pub fn api(flag: Option<&str>, file: &ConfigFile) -> Result<Api, CliError> {
-    Ok(from_flag_or_file(
-        flag,
-        "--api",
-        file.values.api.as_deref(),
-        "api",
-        file,
-        str::parse::<Api>,
-    )?
-    .unwrap_or_default())
+pub fn api(flag: Option<&str>, src: &Sources) -> Result<Api, CliError> {
+    let sources = [
+        (Origin::Flag("--api"), flag),
+        (Origin::file("api"), src.values.api.as_deref()),
+    ];
+    Ok(resolve(&sources, str::parse::<Api>)
+        .map_err(|e| src.error(e))?
+        .unwrap_or_default())
 }
 
 /// The built-in policy plus `fields` from the file and `--field`s, each checked (no `**`
 /// alone, no routing fields).
-pub fn policy(cli_fields: &[String], strict: bool, file: &ConfigFile) -> Result<Policy, CliError> {
+pub fn policy(cli_fields: &[String], strict: bool, src: &Sources) -> Result<Policy, CliError> {
     let mut extra = Vec::new();
-    for f in &file.values.fields {
-        let ps = FieldPath::parse_many(f).map_err(|e| file.err("fields", e))?;
+    for f in &src.values.fields {
+        let ps = FieldPath::parse_many(f).map_err(|e| src.err("fields", e))?;
         for p in &ps {
-            p.check_user_path().map_err(|e| file.err("fields", e))?;
+            p.check_user_path().map_err(|e| src.err("fields", e))?;
         }
         extra.extend(ps);
     }
@@ -167,32 +191,28 @@ pub fn policy(cli_fields: &[String], strict: bool, file: &ConfigFile) -> Result<
     let policy = Policy::default()
         .with_extra_fields(&extra)
         .map_err(|e| CliError::usage(format!("--field: {e}")))?;
-    if !(strict || file.values.strict == Some(true)) {
+    if !(strict || src.values.strict == Some(true)) {
         return Ok(policy);
     }
-    Ok(policy.strict(passthrough(&file.values.passthrough, "passthrough", file)?))
+    Ok(policy.strict(passthrough(&src.values.passthrough, "passthrough", src)?))
 }
 
 /// `passthrough` paths (config key `key`), parsed.
-pub fn passthrough(
-    paths: &[String],
-    key: &str,
-    file: &ConfigFile,
-) -> Result<Vec<FieldPath>, CliError> {
+pub fn passthrough(paths: &[String], key: &str, src: &Sources) -> Result<Vec<FieldPath>, CliError> {
     let mut out = Vec::new();
     for p in paths {
-        out.extend(FieldPath::parse_many(p).map_err(|e| file.err(key, e))?);
+        out.extend(FieldPath::parse_many(p).map_err(|e| src.err(key, e))?);
     }
     Ok(out)
 }
 
 /// Key-cache limits from the file, bounded.
-pub fn cache_config(fresh: bool, file: &ConfigFile) -> Result<CacheConfig, CliError> {
+pub fn cache_config(fresh: bool, src: &Sources) -> Result<CacheConfig, CliError> {
     let mut c = CacheConfig::default();
-    if let Some(n) = file.values.max_messages_per_key {
+    if let Some(n) = src.values.max_messages_per_key {
         c.max_messages = n;
     }
-    if let Some(s) = file.values.key_max_age_seconds {
+    if let Some(s) = src.values.key_max_age_seconds {
         c.max_age = Duration::from_secs(s);
     }
     c.validate().map_err(|e| {
@@ -200,21 +220,22 @@ pub fn cache_config(fresh: bool, file: &ConfigFile) -> Result<CacheConfig, CliEr
             oneseal_core::CacheLimit::MaxMessages => "max_messages_per_key",
             oneseal_core::CacheLimit::MaxAge => "key_max_age_seconds",
         };
-        file.err(key, e)
+        src.err(key, e)
     })?;
-    if fresh || file.values.fresh_key_per_message == Some(true) {
+    if fresh || src.values.fresh_key_per_message == Some(true) {
         c.max_messages = 1;
     }
     Ok(c)
 }
 
-/// Where the local master key is, and whether that is the default place (whose directory
-/// oneseal may create) or a path the user chose (whose directory must exist).
-pub fn local_key_path(
-    flag: Option<PathBuf>,
-    file: &ConfigFile,
-) -> Result<(PathBuf, bool), CliError> {
-    if let Some(p) = flag.or_else(|| file.values.local_key.clone()) {
+/// Where the local master key is (`--local-key`, `ONESEAL_LOCAL_KEY`, `local_key`), and
+/// whether that is the default place (whose directory oneseal may create) or a path the user
+/// chose (whose directory must exist).
+pub fn local_key_path(flag: Option<PathBuf>, src: &Sources) -> Result<(PathBuf, bool), CliError> {
+    let chosen = flag
+        .or_else(|| src.var(env::LOCAL_KEY).map(PathBuf::from))
+        .or_else(|| src.values.local_key.clone());
+    if let Some(p) = chosen {
         return Ok((p, false));
     }
     oneseal_core::local::default_key_path()
@@ -232,32 +253,41 @@ pub struct Keys {
     pub local_path: Result<(PathBuf, bool), CliError>,
 }
 
-/// A key id that is present but blank is an error, never a silent fall-back to the local
-/// key: `--kms-key-id "$KEY"` with an empty `$KEY` must not "work" without KMS.
-fn key_id(args: &KeyArgs, file: &ConfigFile) -> Result<Option<String>, CliError> {
+/// The KMS key for new data keys. A key id that is given but blank is an error, never a
+/// silent fall-back to the local key: `--kms-key-id "$KEY"` with an empty `$KEY` must not
+/// "work" without KMS.
+fn key_id(args: &KeyArgs, src: &Sources) -> Result<Option<String>, CliError> {
     const BLANK: &str =
-        "is empty: give a KMS key id, ARN or alias/NAME (or leave it out to use the local key)";
-    if let Some(k) = &args.kms_key_id {
-        if k.trim().is_empty() {
-            return Err(CliError::usage(format!(
-                "--kms-key-id (or ONESEAL_KMS_KEY_ID) {BLANK}"
-            )));
-        }
-        return Ok(Some(k.trim().to_string()));
-    }
-    // clap treats an empty environment variable as unset; an empty one is still a mistake.
-    if std::env::var_os(env::KMS_KEY_ID).is_some_and(|v| v.to_string_lossy().trim().is_empty()) {
-        return Err(CliError::usage(format!("{} {BLANK}", env::KMS_KEY_ID)));
-    }
-    match &file.values.kms_key_id {
-        Some(k) if k.trim().is_empty() => Err(file.err("kms_key_id", BLANK)),
-        Some(k) => Ok(Some(k.trim().to_string())),
-        None => Ok(None),
-    }
+        "give a KMS key id, ARN or alias/NAME (or leave it out to use the local key)";
+    // Read raw: an empty variable is a mistake here, not "unset".
+    let from_env = src.env.get(env::KMS_KEY_ID);
+    let sources = [
+        (Origin::Flag("--kms-key-id"), args.kms_key_id.as_deref()),
+        (Origin::Env(env::KMS_KEY_ID), from_env.as_deref()),
+        (Origin::file("kms_key_id"), src.values.kms_key_id.as_deref()),
+    ];
+    given(sources)
+        .map(|(origin, v)| check::non_blank(origin, v, BLANK))
+        .transpose()
+        .map_err(|e| src.error(e))
 }
 
-pub fn keys(args: &KeyArgs, file: &ConfigFile) -> Result<Keys, CliError> {
-    let mut ctx = file.values.encryption_context.clone();
+/// `--kms-timeout` or `kms_timeout`: more than 0 and at most an hour.
+fn kms_timeout(args: &KeyArgs, src: &Sources) -> Result<Option<Duration>, CliError> {
+    let range = (Bound::Excluded(0.0), Bound::Included(3600.0));
+    let sources = [
+        (Origin::Flag("--kms-timeout"), args.kms_timeout),
+        (Origin::file("kms_timeout"), src.values.kms_timeout),
+    ];
+    given(sources)
+        .map(|(origin, t)| check::within(origin, Some(t), t, range))
+        .transpose()
+        .map(|t| t.map(Duration::from_secs_f64))
+        .map_err(|e| src.error(e))
+}
+
+pub fn keys(args: &KeyArgs, src: &Sources) -> Result<Keys, CliError> {
+    let mut ctx = src.values.encryption_context.clone();
     for kv in &args.encryption_context {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             CliError::usage(format!(
@@ -269,29 +299,30 @@ pub fn keys(args: &KeyArgs, file: &ConfigFile) -> Result<Keys, CliError> {
         }
         ctx.insert(k.to_string(), v.to_string());
     }
-    let valid = |t: f64| t.is_finite() && t > 0.0 && t <= 3600.0;
-    const RANGE: &str = "must be more than 0 and at most 3600 seconds";
-    let timeout = match (args.kms_timeout, file.values.kms_timeout) {
-        (Some(t), _) if !valid(t) => return Err(CliError::usage(format!("--kms-timeout {RANGE}"))),
-        (None, Some(t)) if !valid(t) => return Err(file.err("kms_timeout", RANGE)),
-        (t, f) => t.or(f),
-    };
-    let op = timeout.map(Duration::from_secs_f64);
+    let op = kms_timeout(args, src)?;
+    let endpoint_sources = [
+        (Origin::Flag("--endpoint-url"), args.endpoint_url.as_deref()),
+        (
+            Origin::file("endpoint_url"),
+            src.values.endpoint_url.as_deref(),
+        ),
+    ];
+    let endpoint_url = given(endpoint_sources)
+        .map(|(origin, v)| check::http_url(origin, v).map(|_| v.to_string()))
+        .transpose()
+        .map_err(|e| src.error(e))?;
     let kms = KmsConfig {
-        key_id: key_id(args, file)?,
-        region: args.region.clone().or_else(|| file.values.region.clone()),
-        profile: args.profile.clone().or_else(|| file.values.profile.clone()),
-        endpoint_url: args
-            .endpoint_url
-            .clone()
-            .or_else(|| file.values.endpoint_url.clone()),
+        key_id: key_id(args, src)?,
+        region: args.region.clone().or_else(|| src.values.region.clone()),
+        profile: args.profile.clone().or_else(|| src.values.profile.clone()),
+        endpoint_url,
         encryption_context: ctx,
         operation_timeout: op,
         attempt_timeout: op.map(|d| d.min(Duration::from_secs(5))),
         connect_timeout: op.map(|d| d.min(Duration::from_secs(3))),
         ..KmsConfig::default()
     };
-    let local_path = local_key_path(args.local_key.clone(), file);
+    let local_path = local_key_path(args.local_key.clone(), src);
     Ok(Keys { kms, local_path })
 }
 
@@ -425,11 +456,11 @@ mod tests {
     use super::*;
     use oneseal_core::{DecryptSuite, Suite};
 
-    fn file_with(text: &str) -> Result<ConfigFile, CliError> {
+    fn file_with(text: &str) -> Result<Sources, CliError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, text).unwrap();
-        ConfigFile::load(Some(&p))
+        Sources::load(Some(&p), Box::new(|_: &str| None))
     }
 
     #[test]
@@ -458,10 +489,86 @@ mod tests {
             .contains("fields"));
     }
 
+    fn with_env(text: &str, vars: &'static [(&'static str, &'static str)]) -> Sources {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        let env = move |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        Sources::load(Some(&p), Box::new(env)).unwrap()
+    }
+
+    #[test]
+    fn the_environment_comes_before_the_file() {
+        let s = with_env("suite = \"gcm\"\n", &[("ONESEAL_SUITE", "cbc")]);
+        assert_eq!(suite::<Suite>(None, &s).unwrap(), Suite::Cbc);
+    }
+
+    #[test]
+    fn a_flag_comes_before_the_environment() {
+        let s = with_env("", &[("ONESEAL_SUITE", "cbc")]);
+        assert_eq!(suite::<Suite>(Some("gcm"), &s).unwrap(), Suite::Gcm);
+    }
+
+    #[test]
+    fn a_bad_environment_value_is_named_by_its_variable() {
+        let s = with_env("suite = \"gcm\"\n", &[("ONESEAL_SUITE", "ccm")]);
+        let e = suite::<Suite>(None, &s).unwrap_err();
+        assert!(e.message.starts_with("ONESEAL_SUITE: "), "{}", e.message);
+    }
+
+    #[test]
+    fn an_empty_kms_key_id_variable_is_refused_not_ignored() {
+        let s = with_env("", &[("ONESEAL_KMS_KEY_ID", " ")]);
+        let e = keys(&KeyArgs::default(), &s).err().unwrap();
+        assert!(
+            e.message.starts_with("ONESEAL_KMS_KEY_ID: is empty"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_bad_kms_timeout_in_the_file_names_the_file_key() {
+        let s = with_env("kms_timeout = 0.0\n", &[]);
+        let e = keys(&KeyArgs::default(), &s).err().unwrap();
+        assert!(
+            e.message
+                .contains("c.toml: kms_timeout: must be more than 0"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn an_endpoint_url_must_be_a_url() {
+        let s = with_env("endpoint_url = \"localhost:4566\"\n", &[]);
+        let e = keys(&KeyArgs::default(), &s).err().unwrap();
+        assert!(
+            e.message.contains("endpoint_url: \"localhost:4566\""),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn the_config_file_can_be_named_by_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("named.toml");
+        std::fs::write(&p, "suite = \"cbc\"\n").unwrap();
+        let path = p.to_str().unwrap().to_string();
+        let env = move |k: &str| (k == "ONESEAL_CONFIG").then(|| path.clone());
+        let s = Sources::load(None, Box::new(env)).unwrap();
+        assert_eq!(s.path.as_deref(), Some(p.as_path()));
+    }
+
     #[test]
     fn decrypt_defaults_to_gcm() {
         assert_eq!(
-            suite::<DecryptSuite>(None, &ConfigFile::default()).unwrap(),
+            suite::<DecryptSuite>(None, &Sources::default()).unwrap(),
             DecryptSuite::Gcm
         );
         let f = file_with("suite = \"cbc\"\n").unwrap();

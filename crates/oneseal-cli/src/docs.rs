@@ -8,7 +8,7 @@ use oneseal_core::walker::Streamed;
 use oneseal_core::{Engine, EngineOptions, InitOutcome, KeyCache, LocalProvider};
 
 use crate::cli::{DecryptArgs, EncryptArgs};
-use crate::config::{self, ConfigFile};
+use crate::config::{self, Sources};
 use crate::error::CliError;
 use crate::io::{self, Input, Output};
 
@@ -29,12 +29,12 @@ fn common(
     strict: bool,
     api: Option<&str>,
     keys: &crate::cli::KeyArgs,
-    file: &ConfigFile,
+    src: &Sources,
 ) -> Result<Common, CliError> {
     let c = Common {
-        api: config::api(api, file)?,
-        policy: config::policy(fields, strict, file)?,
-        keys: config::keys(keys, file)?,
+        api: config::api(api, src)?,
+        policy: config::policy(fields, strict, src)?,
+        keys: config::keys(keys, src)?,
         output: Output::from_arg(output)?,
         name: io::input_name(input),
     };
@@ -42,9 +42,9 @@ fn common(
     Ok(c)
 }
 
-pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let suite = config::suite::<oneseal_core::Suite>(a.suite.as_deref(), file)?;
-    let cache_cfg = config::cache_config(a.fresh_key_per_message, file)?;
+pub async fn encrypt(a: EncryptArgs, src: &Sources) -> Result<(), CliError> {
+    let suite = config::suite::<oneseal_core::Suite>(a.suite.as_deref(), src)?;
+    let cache_cfg = config::cache_config(a.fresh_key_per_message, src)?;
     let c = common(
         a.input.as_deref(),
         a.output.as_deref(),
@@ -52,7 +52,7 @@ pub async fn encrypt(a: EncryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         a.strict,
         a.api.as_deref(),
         &a.keys,
-        file,
+        src,
     )?;
     let local = c.keys.uses_local_key();
     let r = encrypt_with(a, c, suite, cache_cfg).await;
@@ -146,9 +146,9 @@ fn streamed<T>(
     })
 }
 
-pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let decrypt_suite = config::suite::<oneseal_core::DecryptSuite>(a.suite.as_deref(), file)?;
-    let cache_cfg = config::cache_config(false, file)?;
+pub async fn decrypt(a: DecryptArgs, src: &Sources) -> Result<(), CliError> {
+    let decrypt_suite = config::suite::<oneseal_core::DecryptSuite>(a.suite.as_deref(), src)?;
+    let cache_cfg = config::cache_config(false, src)?;
     let c = common(
         a.input.as_deref(),
         a.output.as_deref(),
@@ -156,7 +156,7 @@ pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> 
         false,
         a.api.as_deref(),
         &a.keys,
-        file,
+        src,
     )?;
     let provider = c.keys.decrypt_provider()?;
     prepare(&c.keys, &provider);
@@ -220,8 +220,8 @@ pub async fn decrypt(a: DecryptArgs, file: &ConfigFile) -> Result<(), CliError> 
     Ok(())
 }
 
-pub fn key_init(local_key: Option<PathBuf>, file: &ConfigFile) -> Result<(), CliError> {
-    let (path, default) = config::local_key_path(local_key, file)?;
+pub fn key_init(local_key: Option<PathBuf>, src: &Sources) -> Result<(), CliError> {
+    let (path, default) = config::local_key_path(local_key, src)?;
     if !default && !path.exists() {
         io::require_parent_dir(&path)?;
     }

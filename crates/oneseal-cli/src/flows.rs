@@ -10,8 +10,7 @@ use crate::cli::FlowsCommand;
 use crate::error::CliError;
 use crate::io;
 
-const PASS_ENV: &str = crate::env::FLOWS_PASSPHRASE;
-const SECRET_ENV: &str = crate::env::FLOWS_APP_SECRET;
+use oneseal_settings::env::{FLOWS_APP_SECRET as SECRET_ENV, FLOWS_PASSPHRASE as PASS_ENV};
 
 fn flows_err(e: FlowsError) -> CliError {
     let status = e.http_status();

@@ -4,18 +4,17 @@
 use oneseal_gateway::{GatewayConfig, Parts};
 
 use crate::cli::{GatewayArgs, GatewayCommand, KeyArgs};
-use crate::config::{self, ConfigFile};
+use crate::config::{self, Sources};
 use crate::error::CliError;
 
-fn gateway_config(file: &ConfigFile) -> Result<GatewayConfig, CliError> {
-    let g = file.values.gateway.clone().unwrap_or_default();
-    GatewayConfig::from_file(&g, &|var| std::env::var(var).ok())
-        .map_err(|e| file.err(&e.key, e.message))
+fn gateway_config(src: &Sources) -> Result<GatewayConfig, CliError> {
+    let g = src.values.gateway.clone().unwrap_or_default();
+    GatewayConfig::from_file(&g, src.env.as_ref()).map_err(|e| src.error(e))
 }
 
 /// Runs the command; `Ok` after a clean shutdown.
-pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let cfg = gateway_config(file)?;
+pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
+    let cfg = gateway_config(src)?;
     if let Some(GatewayCommand::Replay) = a.command {
         let n = oneseal_gateway::replay(&cfg).map_err(|e| CliError::usage(e.to_string()))?;
         println!(
@@ -24,23 +23,22 @@ pub fn run(a: GatewayArgs, file: &ConfigFile) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    // The key settings come from the environment and the config file (no flags here).
-    let keys = config::keys(&KeyArgs::from_env(), file)?;
-    // The gateway takes no key flags: the environment and the file, resolved as for the CLI.
-    let suite_env = crate::env::get(crate::env::SUITE);
+    // The gateway takes no key flags: its keys and suite come from the environment and the
+    // config file, resolved as for every other command.
+    let keys = config::keys(&KeyArgs::default(), src)?;
     cfg.check_local_key(keys.uses_local_key())
-        .map_err(|e| file.err(&e.key, e.message))?;
+        .map_err(|e| src.error(e))?;
     let parts = Parts {
         provider: keys.gateway_provider()?,
         // Strict mode and passthrough are the gateway's own settings ([gateway] strict).
-        policy: config::policy(&[], false, file)?,
-        suite: config::suite::<oneseal_core::Suite>(suite_env.as_deref(), file)?,
-        decrypt_suite: config::suite::<oneseal_core::DecryptSuite>(suite_env.as_deref(), file)?,
+        policy: config::policy(&[], false, src)?,
+        suite: config::suite::<oneseal_core::Suite>(None, src)?,
+        decrypt_suite: config::suite::<oneseal_core::DecryptSuite>(None, src)?,
         // A long-running process: the next data key is made before the current one is spent,
         // so no request waits for GenerateDataKey at a rotation.
         cache: oneseal_core::CacheConfig {
             refresh_ahead: true,
-            ..config::cache_config(false, file)?
+            ..config::cache_config(false, src)?
         },
     };
     if a.check_config {

@@ -4,7 +4,6 @@
 mod cli;
 mod config;
 mod docs;
-mod env;
 mod error;
 mod flows;
 mod gateway;
@@ -21,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command, KeyCommand};
-use crate::config::ConfigFile;
+use crate::config::Sources;
 use crate::error::CliError;
 
 fn main() -> ExitCode {
@@ -233,14 +232,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = &cli.command {
         return completions(shell);
     }
-    let file = ConfigFile::load(cli.config.as_deref())?;
+    let src = Sources::load(
+        cli.config.as_deref(),
+        Box::new(oneseal_settings::env::Process),
+    )?;
     match cli.command {
-        Command::Encrypt(a) => runtime()?.block_on(docs::encrypt(a, &file)),
-        Command::Decrypt(a) => runtime()?.block_on(docs::decrypt(a, &file)),
-        Command::Media(m) => small_runtime()?.block_on(media::run(m, &file)),
+        Command::Encrypt(a) => runtime()?.block_on(docs::encrypt(a, &src)),
+        Command::Decrypt(a) => runtime()?.block_on(docs::decrypt(a, &src)),
+        Command::Media(m) => small_runtime()?.block_on(media::run(m, &src)),
         Command::Flows(f) => flows::run(f),
-        Command::Key(KeyCommand::Init { local_key }) => docs::key_init(local_key, &file),
-        Command::Gateway(g) => gateway::run(g, &file),
+        Command::Key(KeyCommand::Init { local_key }) => docs::key_init(local_key, &src),
+        Command::Gateway(g) => gateway::run(g, &src),
         Command::Completions { .. } => Ok(()),
     }
 }

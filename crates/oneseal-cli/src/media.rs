@@ -8,17 +8,17 @@ use oneseal_media::MediaError;
 use serde_json::{json, Value};
 
 use crate::cli::{MediaCommand, MediaDecryptArgs, MediaEncryptArgs};
-use crate::config::{self, ConfigFile};
+use crate::config::{self, Sources};
 use crate::error::CliError;
 use crate::io::{self, Output};
 
 /// The One API's per-upload limit.
 const PLATFORM_LIMIT: u64 = 30 * 1024 * 1024;
 
-pub async fn run(cmd: MediaCommand, file: &ConfigFile) -> Result<(), CliError> {
+pub async fn run(cmd: MediaCommand, src: &Sources) -> Result<(), CliError> {
     match cmd {
-        MediaCommand::Encrypt(a) => encrypt(a, file).await,
-        MediaCommand::Decrypt(a) => decrypt(a, file).await,
+        MediaCommand::Encrypt(a) => encrypt(a, src).await,
+        MediaCommand::Decrypt(a) => decrypt(a, src).await,
     }
 }
 
@@ -59,9 +59,9 @@ fn whatsapp_limit(content_type: &str) -> Option<(u64, &'static str)> {
     }
 }
 
-async fn encrypt(a: MediaEncryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let suite = config::suite::<oneseal_core::Suite>(a.suite.as_deref(), file)?;
-    let keys = config::keys(&a.keys, file)?;
+async fn encrypt(a: MediaEncryptArgs, src: &Sources) -> Result<(), CliError> {
+    let suite = config::suite::<oneseal_core::Suite>(a.suite.as_deref(), src)?;
+    let keys = config::keys(&a.keys, src)?;
     let stdin = io::is_dash(&a.file);
     io::check_not_same(Some(&a.file), Some(&a.output))?;
     let output = Output::from_arg(Some(&a.output))?;
@@ -295,9 +295,9 @@ fn from_callback(path: &Path, index: usize) -> Result<(String, Option<String>), 
     Ok((key, hash))
 }
 
-async fn decrypt(a: MediaDecryptArgs, file: &ConfigFile) -> Result<(), CliError> {
-    let suite = config::suite::<oneseal_core::DecryptSuite>(a.suite.as_deref(), file)?;
-    let keys = config::keys(&a.keys, file)?;
+async fn decrypt(a: MediaDecryptArgs, src: &Sources) -> Result<(), CliError> {
+    let suite = config::suite::<oneseal_core::DecryptSuite>(a.suite.as_deref(), src)?;
+    let keys = config::keys(&a.keys, src)?;
     if io::is_dash(&a.file) {
         return Err(CliError::usage(
             "media decrypt needs the encrypted file as a file (its tag is at the end): save it first, then pass its path",

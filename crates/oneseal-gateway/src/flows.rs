@@ -310,10 +310,10 @@ async fn forward(
         .post_json(&f.cfg.forward_to, bytes, &signed)
         .await
         .map_err(|e| {
-            if e.status == StatusCode::GATEWAY_TIMEOUT {
+            if e.is_timeout() {
                 return Failure::timeout();
             }
-            tracing::warn!(status = %e.status, "flow handler unreachable");
+            tracing::warn!(error = %e, "flow handler unreachable");
             failed("could not be reached")
         })?;
     let status = res.status();

@@ -285,8 +285,12 @@ impl Gateway {
                 SinkId::App,
                 Arc::new(relay::app::AppSink {
                     engine: engine.clone(),
-                    client: upstream::Upstream::for_url(&c.forward_to, cfg.upstream_timeout)
-                        .map_err(GatewayError::Client)?,
+                    client: upstream::Upstream::for_url(
+                        &c.forward_to,
+                        cfg.upstream_timeout,
+                        "the app",
+                    )
+                    .map_err(GatewayError::Client)?,
                     cfg: c.clone(),
                     app_url: cfg.app_url.clone(),
                 }),
@@ -295,8 +299,12 @@ impl Gateway {
         if let Some(f) = &cfg.flows {
             let flows = Arc::new(flows::Flows {
                 cfg: f.clone(),
-                app: upstream::Upstream::for_url(&f.forward_to, f.response_timeout)
-                    .map_err(GatewayError::Client)?,
+                app: upstream::Upstream::for_url(
+                    &f.forward_to,
+                    f.response_timeout,
+                    "the flow handler",
+                )
+                .map_err(GatewayError::Client)?,
             });
             let r = Router::new()
                 .route(&f.path, post(flows::receive))

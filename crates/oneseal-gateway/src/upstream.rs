@@ -98,6 +98,54 @@ pub struct Upstream {
     connector: Https,
     base: Uri,
     timeout: Duration,
+    /// Who answers there, as errors and logs name it ("the platform", "the app").
+    peer: &'static str,
+}
+
+/// Why a request to an upstream got no answer. The routes turn it into their HTTP answer once
+/// (`From<UpstreamError> for ApiError`); the relay's sinks into a retry reason.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The caller's path, query or headers cannot make a request.
+    #[error("bad request {0}")]
+    BadRequest(&'static str),
+    /// The body could not be made (a spooled file); already an answer of ours.
+    #[error("{}", .0.message)]
+    Body(ApiError),
+    /// Nothing was sent: no connection could be made.
+    #[error("could not connect to {peer}")]
+    Connect { peer: &'static str },
+    /// The connection closed before an answer came.
+    #[error("{peer} closed the connection before answering")]
+    Dropped { peer: &'static str },
+    /// No answer in time.
+    #[error("{peer} did not answer within {secs} s")]
+    Timeout { peer: &'static str, secs: u64 },
+}
+
+impl UpstreamError {
+    /// Whether the time limit ran out (Flows answers those with its own status).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::Timeout { .. })
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            UpstreamError::BadRequest(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+            }
+            UpstreamError::Body(e) => e,
+            UpstreamError::Connect { .. } | UpstreamError::Dropped { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", message)
+            }
+            UpstreamError::Timeout { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", message)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -123,26 +171,40 @@ fn passed_on(
 }
 
 impl Upstream {
-    /// A client for `base` (scheme and authority only).
+    /// A client for the platform at `base` (scheme and authority only).
     pub fn new(base: Uri, timeout: Duration) -> Result<Upstream, std::io::Error> {
+        Upstream::with_peer(base, timeout, "the platform")
+    }
+
+    fn with_peer(
+        base: Uri,
+        timeout: Duration,
+        peer: &'static str,
+    ) -> Result<Upstream, std::io::Error> {
         let connector = https_connector()?;
         Ok(Upstream {
             client: pool(connector.clone()),
             connector,
             base,
             timeout,
+            peer,
         })
     }
 
-    /// A client for any URL (the app's callback handler); same pool settings.
-    pub fn for_url(url: &Uri, timeout: Duration) -> Result<Upstream, std::io::Error> {
+    /// A client for the host of any URL (the app's callback handler, CleverTap's receivers),
+    /// which errors call `peer`; same pool settings.
+    pub fn for_url(
+        url: &Uri,
+        timeout: Duration,
+        peer: &'static str,
+    ) -> Result<Upstream, std::io::Error> {
         let base = Uri::builder()
             .scheme(url.scheme_str().unwrap_or("http"))
             .authority(url.authority().map(|a| a.as_str()).unwrap_or(""))
             .path_and_query("/")
             .build()
             .map_err(std::io::Error::other)?;
-        Upstream::new(base, timeout)
+        Upstream::with_peer(base, timeout, peer)
     }
 
     /// POSTs JSON to `url`'s path on this client's host (the app's handlers, CleverTap's
@@ -152,7 +214,7 @@ impl Upstream {
         url: &Uri,
         body: Bytes,
         extra: &[(header::HeaderName, HeaderValue)],
-    ) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
@@ -166,22 +228,11 @@ impl Upstream {
     }
 
     /// `path_and_query` on the configured upstream: never another host.
-    fn url(&self, path_and_query: &str) -> Result<Uri, ApiError> {
+    fn url(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
+        let bad = |_| UpstreamError::BadRequest("path or query");
         let mut parts = self.base.clone().into_parts();
-        parts.path_and_query = Some(path_and_query.parse().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "bad request path or query",
-            )
-        })?);
-        Uri::from_parts(parts).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "bad request path or query",
-            )
-        })
+        parts.path_and_query = Some(path_and_query.parse().map_err(bad)?);
+        Uri::from_parts(parts).map_err(|_| UpstreamError::BadRequest("path or query"))
     }
 
     /// Sends a request with a body made by `body` (called again for the one retry after a
@@ -194,7 +245,7 @@ impl Upstream {
         headers: &HeaderMap,
         extra: &[(header::HeaderName, HeaderValue)],
         body: &(dyn Fn() -> Result<Body, ApiError> + Sync),
-    ) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         let url = self.url(path_and_query)?;
         let mut attempt = 0;
         loop {
@@ -206,13 +257,9 @@ impl Upstream {
             for (k, v) in extra {
                 req = req.header(k, v);
             }
-            let req = req.body(body()?).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "bad request headers",
-                )
-            })?;
+            let req = req
+                .body(body().map_err(UpstreamError::Body)?)
+                .map_err(|_| UpstreamError::BadRequest("headers"))?;
             let res = tokio::time::timeout(self.timeout, self.client.request(req)).await;
             match res {
                 Ok(Ok(r)) => return Ok(r),
@@ -222,7 +269,7 @@ impl Upstream {
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
-                    return Err(failed(e.is_connect()));
+                    return Err(self.failed(e.is_connect()));
                 }
                 Err(_) => return Err(self.timed_out()),
             }
@@ -235,22 +282,28 @@ impl Upstream {
         path_and_query: &str,
         headers: &HeaderMap,
         body: &Bytes,
-    ) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         self.send(Method::POST, path_and_query, headers, &[], &|| {
             Ok(Body::from(body.clone()))
         })
         .await
     }
 
-    fn timed_out(&self) -> ApiError {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            format!(
-                "the platform did not answer within {} s",
-                self.timeout.as_secs()
-            ),
-        )
+    fn timed_out(&self) -> UpstreamError {
+        UpstreamError::Timeout {
+            peer: self.peer,
+            secs: self.timeout.as_secs(),
+        }
+    }
+
+    /// No answer: nothing was sent (`connect`), or the connection dropped.
+    fn failed(&self, connect: bool) -> UpstreamError {
+        let peer = self.peer;
+        if connect {
+            UpstreamError::Connect { peer }
+        } else {
+            UpstreamError::Dropped { peer }
+        }
     }
 
     /// A new connection of `pin`'s own to the platform; its driver runs until `pin` (or
@@ -280,7 +333,7 @@ impl Upstream {
         path_and_query: &str,
         headers: &HeaderMap,
         body: Bytes,
-    ) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         let pooled = || self.post(path_and_query, headers, &body);
         let Some(pin) = pin else {
             return pooled().await;
@@ -302,13 +355,7 @@ impl Upstream {
             .header(header::HOST, authority);
         let req = passed_on(req, headers)
             .body(Body::from(body.clone()))
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "bad request path or headers",
-                )
-            })?;
+            .map_err(|_| UpstreamError::BadRequest("path or headers"))?;
         let sent = tokio::time::timeout(self.timeout, async {
             conn.ready().await.ok()?;
             Some(conn.try_send_request(req).await)
@@ -326,24 +373,11 @@ impl Upstream {
                     return pooled().await;
                 }
                 tracing::warn!(error = %e.error(), "upstream request failed");
-                Err(failed(false))
+                Err(self.failed(false))
             }
             Err(_) => Err(self.timed_out()),
         }
     }
-}
-
-/// 502: the platform could not be reached, or dropped the request.
-fn failed(connect: bool) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_failed",
-        if connect {
-            "could not connect to the platform"
-        } else {
-            "the platform closed the connection before answering"
-        },
-    )
 }
 
 /// The upstream's answer as ours: same status, same body, its content type.

@@ -33,7 +33,7 @@ fn gateway() -> Built {
     let mut text = text;
     text.insert_str(0, "public_url = \"https://wa.example.com\"\n");
     let file: GatewayFile = toml::from_str(&text).unwrap();
-    let cfg = GatewayConfig::from_file(&file, &|k| match k {
+    let cfg = GatewayConfig::from_file(&file, &|k: &str| match k {
         "PW" => Some(PASSWORD.into()),
         "LINK" => Some("0123456789abcdef0123456789abcdef".into()),
         _ => None,

@@ -290,7 +290,7 @@ async fn post(b: &Bridge, to_dlr: bool, body: &Value) -> Result<(), String> {
             if to_dlr { "DLR" } else { "IMO" },
             r.status()
         )),
-        Err(e) => Err(format!("{}: {}", e.code, e.message)),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -392,7 +392,7 @@ mod tests {
              media_link_secret_env = \"S\"\nallow_unauthenticated = true\n",
         )
         .unwrap();
-        crate::config::GatewayConfig::from_file(&file, &|_| {
+        crate::config::GatewayConfig::from_file(&file, &|_: &str| {
             Some("a-secret-of-32-characters-long!!".into())
         })
         .unwrap()

@@ -316,7 +316,7 @@ pub async fn upload(b: &Bridge, p: &Prepared, to: Option<&str>) -> Result<String
             Ok(Body::from(bytes.clone()))
         })
         .await
-        .map_err(|e| Refusal::Other(format!("media upload: {}", e.message)))?;
+        .map_err(|e| Refusal::Other(format!("media upload: {e}")))?;
     let kind = if to.is_some() {
         "recipient"
     } else {

@@ -61,8 +61,8 @@ impl Bridge {
             platform,
             media: media::MediaCache::new()?,
             api_key_header,
-            dlr: Upstream::for_url(&cfg.dlr_url, timeout)?,
-            imo: Upstream::for_url(&cfg.imo_url, timeout)?,
+            dlr: Upstream::for_url(&cfg.dlr_url, timeout, "CleverTap")?,
+            imo: Upstream::for_url(&cfg.imo_url, timeout, "CleverTap")?,
             cfg,
         })
     }
@@ -195,7 +195,7 @@ async fn send_message(b: &Bridge, request: Value) -> Result<(), Refusal> {
             Ok(Body::from(sealed.clone()))
         })
         .await
-        .map_err(|e| Refusal::Other(format!("the platform: {}", e.message)))?;
+        .map_err(|e| Refusal::Other(e.to_string()))?;
     let status = res.status();
     let body = http_body_util::Limited::new(res.into_body(), 256 * 1024)
         .collect()

@@ -1,77 +1,27 @@
-//! The checks every table's values go through: secrets from the environment, URLs,
-//! addresses, route paths, credentials, key files. Each error names its config key.
+//! The gateway's own checks (route paths, credentials, key files, TLS, signing secrets), on
+//! top of the checks every setting goes through (`oneseal_settings::check`: ranges, URLs,
+//! addresses, secrets from the environment). Each error names its config key.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use oneseal_flows::BusinessKey;
+use oneseal_settings::check::secret_env;
+pub use oneseal_settings::check::{
+    addr, http_url, is_loopback_host, plain_http_remote, seconds, within,
+};
+use oneseal_settings::env::Env;
+pub use oneseal_settings::{ConfigError, Origin};
 
 use super::settings::{BasicAuth, Secret, SigningSecret};
 
-/// A configuration error: the key and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// The dotted config key (`gateway.upstream`).
-    pub key: String,
-    /// What is wrong, with advice.
-    pub message: String,
-}
-
-/// `v` (or `default` when unset) if it lies in `range`, else an error naming `key` and the
-/// range. Every numeric setting of the gateway tables goes through this one check.
-pub(crate) fn within<T>(
-    key: &str,
-    v: Option<T>,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: PartialOrd + Copy + std::fmt::Display,
-{
-    let n = v.unwrap_or(default);
-    if range.contains(&n) {
-        Ok(n)
-    } else {
-        Err(err(
-            key,
-            format!("must be {} to {} (got {n})", range.start(), range.end()),
-        ))
-    }
-}
-
-/// [`within`] for a number of seconds.
-pub(crate) fn seconds(
-    key: &str,
-    v: Option<u64>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<std::time::Duration, ConfigError> {
-    within(key, v, default, range).map(std::time::Duration::from_secs)
-}
-
+/// An error about the config key `key`.
 pub(crate) fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError::file(key, message)
 }
 
-/// Reads the secret named by `var` (the value of config key `key`).
-pub(crate) fn secret_env(
-    key: &str,
-    var: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Secret, ConfigError> {
-    env(var)
-        .filter(|p| !p.is_empty())
-        .map(|p| Secret(zeroize::Zeroizing::new(p)))
-        .ok_or_else(|| {
-            err(
-                key,
-                format!("the environment variable {var} is not set (or empty)"),
-            )
-        })
+/// A secret from the environment variable `var` (named by the config key `key`).
+pub(crate) fn secret(key: &str, var: &str, env: &dyn Env) -> Result<Secret, ConfigError> {
+    secret_env(Origin::file(key), var, env).map(Secret)
 }
 
 /// A route path must be literal: axum reads `{…}` and `*` as parameters, and a path used
@@ -103,7 +53,7 @@ pub(crate) fn business_key(
     path: &std::path::Path,
     pass_key: &str,
     pass_var: Option<&str>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Env,
 ) -> Result<Arc<BusinessKey>, ConfigError> {
     let pem = std::fs::read_to_string(path)
         .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
@@ -127,7 +77,7 @@ pub(crate) fn business_key(
         }
     }
     let pass = match pass_var {
-        Some(var) => Some(secret_env(pass_key, var, env)?),
+        Some(var) => Some(secret_env(Origin::file(pass_key), var, env)?),
         None => None,
     };
     if pass.is_none() && pem.contains("ENCRYPTED") {
@@ -139,7 +89,7 @@ pub(crate) fn business_key(
             ),
         ));
     }
-    BusinessKey::from_pem(&pem, pass.as_ref().map(|p| p.0.as_bytes()))
+    BusinessKey::from_pem(&pem, pass.as_ref().map(|p| p.as_bytes()))
         .map(Arc::new)
         .map_err(|e| err(key, format!("{}: {e}", path.display())))
 }
@@ -187,7 +137,7 @@ pub(crate) fn basic_auth(
     pass_key: &str,
     user: Option<&String>,
     var: Option<&String>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Env,
 ) -> Result<Option<BasicAuth>, ConfigError> {
     match (user, var) {
         (None, None) => Ok(None),
@@ -197,7 +147,7 @@ pub(crate) fn basic_auth(
         )),
         (None, Some(_)) => Err(err(user_key, format!("missing ({pass_key} is set)"))),
         (Some(u), Some(var)) => {
-            let password = secret_env(pass_key, var, env)?.0;
+            let password = secret_env(Origin::file(pass_key), var, env)?;
             if password.chars().count() < MIN_PASSWORD {
                 return Err(err(
                     pass_key,
@@ -215,29 +165,16 @@ pub(crate) fn basic_auth(
 /// Shortest basic-auth password accepted.
 pub const MIN_PASSWORD: usize = 16;
 
-/// Whether `host` (of a URL, brackets allowed) is a loopback address or `localhost`.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether `u` is plain http to a host that is not on loopback.
-pub(crate) fn plain_http_remote(u: &http::Uri) -> bool {
-    u.scheme_str() == Some("http") && !u.host().is_some_and(is_loopback_host)
-}
-
 /// The Standard Webhooks secret named by `var`: `whsec_` + base64, or base64 alone, of 24 to
 /// 64 bytes (what the Standard Webhooks libraries accept).
 pub(crate) fn signing_secret(
     key: &str,
     var: &str,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Env,
 ) -> Result<SigningSecret, ConfigError> {
     use base64::Engine as _;
-    let text = secret_env(key, var, env)?;
-    let b64 = text.0.trim();
+    let text = secret_env(Origin::file(key), var, env)?;
+    let b64 = text.trim();
     let b64 = b64.strip_prefix("whsec_").unwrap_or(b64);
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -254,25 +191,6 @@ pub(crate) fn signing_secret(
         ));
     }
     Ok(SigningSecret(zeroize::Zeroizing::new(bytes)))
-}
-
-pub(crate) fn addr(key: &str, v: Option<&str>, default: &str) -> Result<SocketAddr, ConfigError> {
-    v.unwrap_or(default)
-        .parse()
-        .map_err(|_| err(key, "expected IP:PORT, e.g. 127.0.0.1:8080"))
-}
-
-pub(crate) fn http_url(key: &str, v: &str) -> Result<http::Uri, ConfigError> {
-    let u: http::Uri = v
-        .parse()
-        .map_err(|_| err(key, format!("{v:?} is not a URL")))?;
-    match u.scheme_str() {
-        Some("http" | "https") if u.authority().is_some() => Ok(u),
-        _ => Err(err(
-            key,
-            format!("{v:?}: expected an http:// or https:// URL"),
-        )),
-    }
 }
 
 /// A public route's credentials: required unless the config explicitly allows the route

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use checks::{
     addr, basic_auth, check_paths, err, http_url, plain_http_remote, public_tls, required_auth,
-    seconds, signing_secret, within,
+    seconds, signing_secret, within, Origin,
 };
 pub use checks::{is_loopback_host, ConfigError, MIN_PASSWORD};
 pub use files::{CallbacksFile, CleverTapFile, FlowsFile, GatewayFile};
+use oneseal_settings::env::Env;
 pub use settings::{
     BasicAuth, CallbacksConfig, CleverTapConfig, FlowsConfig, Secret, SigningSecret,
 };
@@ -75,12 +76,9 @@ pub const MAX_MEDIA_BYTES: u64 = 30 * 1024 * 1024;
 impl GatewayConfig {
     /// Validates `file`. `env` looks up environment variables (secrets are named in the
     /// config, read from the environment).
-    pub fn from_file(
-        file: &GatewayFile,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<GatewayConfig, ConfigError> {
+    pub fn from_file(file: &GatewayFile, env: &dyn Env) -> Result<GatewayConfig, ConfigError> {
         let upstream = http_url(
-            "gateway.upstream",
+            Origin::file("gateway.upstream"),
             file.upstream
                 .as_deref()
                 .unwrap_or("https://platform.clickatell.com"),
@@ -98,26 +96,28 @@ impl GatewayConfig {
             ));
         }
         let app_listen = addr(
-            "gateway.app_listen",
+            Origin::file("gateway.app_listen"),
             file.app_listen.as_deref(),
             "127.0.0.1:8080",
         )?;
         let app_url = match &file.app_url {
             Some(u) => {
-                http_url("gateway.app_url", u)?;
+                http_url(Origin::file("gateway.app_url"), u)?;
                 u.trim_end_matches('/').to_string()
             }
             None => format!("http://{app_listen}"),
         };
         let max_in_flight = within(
-            "gateway.max_in_flight",
+            Origin::file("gateway.max_in_flight"),
             file.max_in_flight,
             4096,
             1..=IN_FLIGHT_MAX,
         )?;
-        let secs = |key: &str, v: Option<u64>, default: u64| seconds(key, v, default, 1..=3600);
+        let secs = |key: &str, v: Option<u64>, default: u64| {
+            seconds(Origin::file(key), v, default, 1..=3600)
+        };
         let max_body_bytes = within(
-            "gateway.max_body_bytes",
+            Origin::file("gateway.max_body_bytes"),
             file.max_body_bytes,
             32 << 20,
             1024..=1 << 30,
@@ -141,7 +141,7 @@ impl GatewayConfig {
                     return Err(err("gateway.callbacks.path", "must start with '/'"));
                 }
                 let forward_to = http_url(
-                    "gateway.callbacks.forward_to",
+                    Origin::file("gateway.callbacks.forward_to"),
                     c.forward_to.as_deref().ok_or_else(|| {
                         err(
                             "gateway.callbacks.forward_to",
@@ -162,7 +162,7 @@ impl GatewayConfig {
                     "its callbacks",
                 )?;
                 let max_retry_age = seconds(
-                    "gateway.callbacks.max_retry_age_seconds",
+                    Origin::file("gateway.callbacks.max_retry_age_seconds"),
                     c.max_retry_age_seconds,
                     86_400,
                     1..=30 * 86_400,
@@ -189,12 +189,12 @@ impl GatewayConfig {
         let cfg = GatewayConfig {
             app_listen,
             public_listen: addr(
-                "gateway.public_listen",
+                Origin::file("gateway.public_listen"),
                 file.public_listen.as_deref(),
                 "127.0.0.1:8081",
             )?,
             admin_listen: addr(
-                "gateway.admin_listen",
+                Origin::file("gateway.admin_listen"),
                 file.admin_listen.as_deref(),
                 "127.0.0.1:9090",
             )?,
@@ -216,25 +216,25 @@ impl GatewayConfig {
             max_body_bytes,
             // One body of the largest size must fit.
             max_body_memory: within(
-                "gateway.max_body_memory_bytes",
+                Origin::file("gateway.max_body_memory_bytes"),
                 file.max_body_memory_bytes,
                 256 << 20,
                 max_body_bytes..=1 << 40,
             )?,
             public_max_in_flight: within(
-                "gateway.public_max_in_flight",
+                Origin::file("gateway.public_max_in_flight"),
                 file.public_max_in_flight,
                 1024,
                 1..=IN_FLIGHT_MAX,
             )?,
             max_connections: within(
-                "gateway.max_connections",
+                Origin::file("gateway.max_connections"),
                 file.max_connections,
                 25_000,
                 1..=1_000_000,
             )?,
             header_read_timeout: seconds(
-                "gateway.header_read_timeout_seconds",
+                Origin::file("gateway.header_read_timeout_seconds"),
                 file.header_read_timeout_seconds,
                 10,
                 1..=300,

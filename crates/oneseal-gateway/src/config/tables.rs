@@ -1,16 +1,18 @@
 //! `[gateway.clevertap]` and `[gateway.flows]` validated into their settings.
 
 use super::checks::{
-    basic_auth, business_key, err, http_url, required_auth, seconds, secret_env, signing_secret,
-    ConfigError,
+    basic_auth, business_key, err, http_url, required_auth, seconds, secret, signing_secret,
+    ConfigError, Origin,
 };
+use oneseal_settings::env::Env;
+
 use super::files::{CleverTapFile, FlowsFile};
 use super::settings::{CleverTapConfig, FlowsConfig};
 
 pub(crate) fn clevertap_config(
     c: &CleverTapFile,
     public_url: Option<&str>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Env,
 ) -> Result<CleverTapConfig, ConfigError> {
     let k = |name: &str| format!("gateway.clevertap.{name}");
     let need = |name: &str, v: &Option<String>, what: &str| {
@@ -50,7 +52,7 @@ pub(crate) fn clevertap_config(
             "missing: CleverTap calls the bridge with basic auth; set username and password_env",
         )
     })?;
-    let one_api_key = secret_env(
+    let one_api_key = secret(
         &k("one_api_key_env"),
         &need(
             "one_api_key_env",
@@ -60,7 +62,7 @@ pub(crate) fn clevertap_config(
         env,
     )?;
     let dlr_url = http_url(
-        &k("dlr_url"),
+        Origin::file(k("dlr_url")),
         &need(
             "dlr_url",
             &c.dlr_url,
@@ -68,7 +70,7 @@ pub(crate) fn clevertap_config(
         )?,
     )?;
     let imo_url = http_url(
-        &k("imo_url"),
+        Origin::file(k("imo_url")),
         &need(
             "imo_url",
             &c.imo_url,
@@ -91,7 +93,7 @@ pub(crate) fn clevertap_config(
         }
         media_hosts.push(h);
     }
-    let media_link_secret = secret_env(
+    let media_link_secret = secret(
         &k("media_link_secret_env"),
         &need(
             "media_link_secret_env",
@@ -114,9 +116,10 @@ pub(crate) fn clevertap_config(
                 "missing: the CleverTap bridge links incoming media on the public side; set how CleverTap reaches it (https://wa.example.com)",
             )
         })?;
-    http_url("gateway.public_url", &public_url)?;
-    let secs =
-        |name: &str, v: Option<u64>, default: u64, max: u64| seconds(&k(name), v, default, 1..=max);
+    http_url(Origin::file("gateway.public_url"), &public_url)?;
+    let secs = |name: &str, v: Option<u64>, default: u64, max: u64| {
+        seconds(Origin::file(k(name)), v, default, 1..=max)
+    };
     Ok(CleverTapConfig {
         path,
         auth,
@@ -159,16 +162,13 @@ pub(crate) fn clevertap_config(
     })
 }
 
-pub(crate) fn flows_config(
-    f: &FlowsFile,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<FlowsConfig, ConfigError> {
+pub(crate) fn flows_config(f: &FlowsFile, env: &dyn Env) -> Result<FlowsConfig, ConfigError> {
     let path = f.path.clone().unwrap_or_else(|| "/flows".into());
     if !path.starts_with('/') {
         return Err(err("gateway.flows.path", "must start with '/'"));
     }
     let forward_to = http_url(
-        "gateway.flows.forward_to",
+        Origin::file("gateway.flows.forward_to"),
         f.forward_to.as_deref().ok_or_else(|| {
             err(
                 "gateway.flows.forward_to",
@@ -207,7 +207,7 @@ pub(crate) fn flows_config(
         }
     };
     let app_secret = match &f.app_secret_env {
-        Some(var) => Some(secret_env("gateway.flows.app_secret_env", var, env)?),
+        Some(var) => Some(secret("gateway.flows.app_secret_env", var, env)?),
         None if f.allow_unauthenticated == Some(true) => None,
         None => {
             return Err(err(
@@ -223,7 +223,7 @@ pub(crate) fn flows_config(
         .transpose()?;
     // Meta waits about 10 s for an answer.
     let response_timeout = seconds(
-        "gateway.flows.response_timeout_seconds",
+        Origin::file("gateway.flows.response_timeout_seconds"),
         f.response_timeout_seconds,
         9,
         1..=60,

@@ -2,7 +2,7 @@ use super::*;
 
 fn parse(t: &str) -> Result<GatewayConfig, ConfigError> {
     let f: GatewayFile = toml::from_str(t).unwrap();
-    GatewayConfig::from_file(&f, &|k| match k {
+    GatewayConfig::from_file(&f, &|k: &str| match k {
         "PW" => Some("secret-of-16-chars!".to_string()),
         "SHORT" => Some("secret".to_string()),
         "WH" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()),
@@ -14,7 +14,7 @@ const CB: &str = "[callbacks]\nforward_to = \"http://127.0.0.1:9\"\n";
 
 #[test]
 fn a_public_route_without_credentials_is_refused_unless_allowed() {
-    assert_eq!(parse(CB).unwrap_err().key, "gateway.callbacks.username");
+    assert_eq!(parse(CB).unwrap_err().key(), "gateway.callbacks.username");
     let c = parse(&format!("{CB}allow_unauthenticated = true")).unwrap();
     assert!(c.callbacks.unwrap().auth.is_none());
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
@@ -23,7 +23,7 @@ fn a_public_route_without_credentials_is_refused_unless_allowed() {
 #[test]
 fn a_short_password_is_refused() {
     let e = parse(&format!("{CB}username = \"u\"\npassword_env = \"SHORT\"")).unwrap_err();
-    assert_eq!(e.key, "gateway.callbacks.password_env");
+    assert_eq!(e.key(), "gateway.callbacks.password_env");
 }
 
 #[test]
@@ -31,7 +31,7 @@ fn plain_http_upstream_is_refused_unless_loopback_or_allowed() {
     assert_eq!(
         parse("upstream = \"http://platform.example.com\"")
             .unwrap_err()
-            .key,
+            .key(),
         "gateway.upstream"
     );
     assert!(parse("upstream = \"http://127.0.0.1:9\"").is_ok());
@@ -43,7 +43,7 @@ fn plain_http_upstream_is_refused_unless_loopback_or_allowed() {
 #[test]
 fn the_local_key_with_a_remote_upstream_is_refused_unless_allowed() {
     let c = parse("").unwrap();
-    assert_eq!(c.check_local_key(true).unwrap_err().key, "kms_key_id");
+    assert_eq!(c.check_local_key(true).unwrap_err().key(), "kms_key_id");
     assert!(c.check_local_key(false).is_ok());
     assert!(parse("allow_local_key = true")
         .unwrap()
@@ -77,7 +77,7 @@ fn signing_secrets_are_standard_webhooks_secrets() {
         "{CB}allow_unauthenticated = true\nsigning_secret_env = \"SHORT\""
     ))
     .unwrap_err();
-    assert_eq!(e.key, "gateway.callbacks.signing_secret_env");
+    assert_eq!(e.key(), "gateway.callbacks.signing_secret_env");
 }
 
 #[test]
@@ -87,9 +87,9 @@ fn defaults_and_errors_name_the_key() {
     assert_eq!(c.max_in_flight, 4096);
     assert_eq!(c.app_url, "http://127.0.0.1:8080");
     let e = parse("upstream = \"ftp://x\"").unwrap_err();
-    assert_eq!(e.key, "gateway.upstream");
+    assert_eq!(e.key(), "gateway.upstream");
     let e = parse("[callbacks]\npath = \"/cb\"").unwrap_err();
-    assert_eq!(e.key, "gateway.callbacks.forward_to");
+    assert_eq!(e.key(), "gateway.callbacks.forward_to");
     let e = parse("[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"NOPE\"").unwrap_err();
     assert!(e.message.contains("NOPE"), "{e}");
     let c = parse(
@@ -99,18 +99,18 @@ fn defaults_and_errors_name_the_key() {
     let dbg = format!("{:?}", c.callbacks.unwrap().auth);
     assert!(!dbg.contains("secret"), "{dbg}");
     assert_eq!(
-        parse("[clevertap]\n").unwrap_err().key,
+        parse("[clevertap]\n").unwrap_err().key(),
         "gateway.clevertap.username"
     );
     // Route paths are literal and distinct (axum would refuse them at start otherwise).
     let cb =
         "[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nallow_unauthenticated = true\npath = ";
     assert_eq!(
-        parse(&format!("{cb}\"/cb/{{id}}\"")).unwrap_err().key,
+        parse(&format!("{cb}\"/cb/{{id}}\"")).unwrap_err().key(),
         "gateway.callbacks.path"
     );
     assert_eq!(
-        parse(&format!("{cb}\"/cb/*x\"")).unwrap_err().key,
+        parse(&format!("{cb}\"/cb/*x\"")).unwrap_err().key(),
         "gateway.callbacks.path"
     );
     assert!(parse(&format!("{cb}\"/whatsapp/cb-1\"")).is_ok());

@@ -52,7 +52,7 @@ impl Sink for AppSink {
         {
             Ok(r) if r.status().is_success() => Outcome::Delivered,
             Ok(r) => Outcome::Retry(format!("the app answered {}", r.status())),
-            Err(e) => Outcome::Retry(format!("{}: {}", e.code, e.message)),
+            Err(e) => Outcome::Retry(e.to_string()),
         }
     }
 }

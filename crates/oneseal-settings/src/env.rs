@@ -1,5 +1,5 @@
 //! Every environment variable oneseal reads itself, in one place (AWS's own are read by the
-//! AWS SDK). Flags name these as their `env`; nothing else spells them.
+//! AWS SDK; the gateway's secrets are read from the variables its config file names).
 
 /// The config file (`--config`).
 pub const CONFIG: &str = "ONESEAL_CONFIG";
@@ -14,7 +14,24 @@ pub const FLOWS_PASSPHRASE: &str = "ONESEAL_FLOWS_PASSPHRASE";
 /// The Meta app secret (`oneseal flows verify-signature`).
 pub const FLOWS_APP_SECRET: &str = "ONESEAL_FLOWS_APP_SECRET";
 
-/// The value of `name`, if set (and valid UTF-8).
-pub fn get(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+/// Reads environment variables: the process's own, or a table in tests.
+pub trait Env {
+    /// The value of `name`, if set and valid UTF-8.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Process;
+
+impl Env for Process {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
 }
