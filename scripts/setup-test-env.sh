@@ -2,7 +2,9 @@
 # Installs what the test suite needs beyond Rust, when it is missing: Python 3 with
 # `cryptography` (the independent implementation of the wire formats), `boto3`, moto's
 # server (the local KMS API the KMS tests run against) and `standardwebhooks` (the fake app
-# verifies the gateway's signatures with it). Idempotent; no network when present.
+# verifies the gateway's signatures with it), and redis-server (the gateway's self-hosted
+# callback queue; SQS and S3 come from the same moto server). Idempotent; no network when
+# present.
 set -euo pipefail
 
 if ! command -v python3 >/dev/null 2>&1; then
@@ -19,4 +21,17 @@ if ! python3 -c 'import moto.server, boto3, cryptography, flask, standardwebhook
   python3 -m pip install --quiet "${PKGS[@]}" \
     || python3 -m pip install --quiet --break-system-packages "${PKGS[@]}"
 fi
-python3 -c 'import moto.server, boto3, cryptography, standardwebhooks' 
+python3 -c 'import moto.server, boto3, cryptography, standardwebhooks'
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup-test-env: installing redis-server from Debian's packages" >&2
+    { apt-get install -y -qq redis-server >/dev/null 2>&1; } \
+      || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+  else
+    echo "setup-test-env: redis-server is required (the gateway's queue tests)" >&2; exit 1
+  fi
+fi
+# Debian's package starts a system-wide server; the tests start their own on free ports.
+command -v systemctl >/dev/null 2>&1 && systemctl disable --now redis-server >/dev/null 2>&1 || true
+redis-server --version >/dev/null

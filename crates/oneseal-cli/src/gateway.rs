@@ -16,11 +16,18 @@ fn gateway_config(src: &Sources) -> Result<GatewayConfig, CliError> {
 pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
     let cfg = gateway_config(src)?;
     if let Some(GatewayCommand::Replay) = a.command {
-        let n = oneseal_gateway::replay(&cfg).map_err(|e| CliError::usage(e.to_string()))?;
-        println!(
-            "re-queued {n} dead-letter callback(s) from {}",
-            cfg.spool_dir.display()
-        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))?;
+        let n = rt
+            .block_on(oneseal_gateway::replay(&cfg))
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        let from = match &cfg.queue {
+            Some(_) => "the queue's dead letters".to_string(),
+            None => cfg.spool_dir.display().to_string(),
+        };
+        println!("re-queued {n} dead-letter callback(s) from {from}");
         return Ok(());
     }
     // The gateway takes no key flags: its keys and suite come from the environment and the

@@ -1,6 +1,8 @@
 //! The admin listener: `/livez` (the process is up), `/readyz` (the spool is writable and the
 //! key provider can make data keys — learned from real traffic and a 30 s re-check while
-//! failing, so probes cost no key-service call) and `/metrics` (Prometheus text).
+//! failing, so probes cost no key-service call; the shared queue's state is reported too,
+//! without failing readiness: the app side works without it, and the callback route answers
+//! 503 on its own while it is down) and `/metrics` (Prometheus text).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use oneseal_core::KeyCache;
 
+use crate::relay::queued::QueueHealth;
 use crate::spool::Spool;
 
 /// What the admin routes read.
@@ -20,6 +23,8 @@ pub struct Admin {
     pub key_ok: Arc<AtomicBool>,
     pub metrics: PrometheusHandle,
     pub cache: Arc<KeyCache>,
+    /// The shared queue, when callbacks go through one.
+    pub queue: Option<(String, Arc<QueueHealth>)>,
 }
 
 pub async fn livez() -> &'static str {
@@ -29,8 +34,14 @@ pub async fn livez() -> &'static str {
 pub async fn readyz(State(g): State<Arc<Admin>>) -> Response {
     let spool = g.spool.check_writable().is_ok();
     let keys = g.key_ok.load(Ordering::Relaxed);
-    let body = serde_json::json!({"config": "ok", "spool": if spool {"ok"} else {"not writable"},
+    let mut body = serde_json::json!({"config": "ok", "spool": if spool {"ok"} else {"not writable"},
         "key_provider": if keys {"ok"} else {"failing"}});
+    if let Some((what, health)) = &g.queue {
+        body["queue"] = serde_json::json!({
+            "backend": what,
+            "state": health.problem().map(|p| format!("unreachable: {p}")).unwrap_or_else(|| "ok".into()),
+        });
+    }
     let status = if spool && keys {
         StatusCode::OK
     } else {

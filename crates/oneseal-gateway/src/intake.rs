@@ -1,6 +1,8 @@
 //! The callback routes: a callback (its credentials already checked by the route's layer) is
-//! written durably to the spool, tagged for its sink, before the platform gets its 200; the
-//! relay learns of it at once (its rescan of the spool is the safety net).
+//! stored durably, tagged for its sink, before the platform gets its 200: in the local spool
+//! (the relay learns of it at once; its rescan of the spool is the safety net), or in the
+//! shared queue once the backend acknowledged the write. A store that cannot take it answers
+//! 503 and the platform retries: nothing is acknowledged and lost.
 
 use std::sync::Arc;
 
@@ -11,14 +13,26 @@ use tokio::sync::mpsc;
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::queue::{Envelope, Queue};
 use crate::relay::SinkId;
 use crate::spool::Spool;
 
-/// One callback route's state: where it spools, for which sink.
+/// Where accepted callbacks are stored.
+#[derive(Clone)]
+pub enum Store {
+    /// This replica's spool directory.
+    Spool {
+        spool: Spool,
+        /// Names of newly spooled callbacks, for the relay.
+        spooled: mpsc::UnboundedSender<String>,
+    },
+    /// A queue every replica shares.
+    Queue(Arc<dyn Queue>),
+}
+
+/// One callback route's state: where it stores, for which sink.
 pub struct Intake {
-    pub spool: Spool,
-    /// Names of newly spooled callbacks, for the relay.
-    pub spooled: mpsc::UnboundedSender<String>,
+    pub store: Store,
     pub sink: SinkId,
 }
 
@@ -48,13 +62,26 @@ pub async fn receive(State(i): State<Arc<Intake>>, body: JsonBody) -> Result<Res
             "the callback body is not JSON",
         ));
     }
-    let (spool, tag) = (i.spool.clone(), i.sink.tag());
-    let name = tokio::task::spawn_blocking(move || spool.put_as(&body, tag))
-        .await
-        .map_err(|_| ApiError::unavailable("spool_unavailable", "spool task failed", 5))?
-        .map_err(|e| ApiError::spool(&e))?;
+    match &i.store {
+        Store::Spool { spool, spooled } => {
+            let (spool, tag) = (spool.clone(), i.sink.tag());
+            let name = tokio::task::spawn_blocking(move || spool.put_as(&body, tag))
+                .await
+                .map_err(|_| ApiError::unavailable("spool_unavailable", "spool task failed", 5))?
+                .map_err(|e| ApiError::spool(&e))?;
+            let _ = spooled.send(name);
+        }
+        Store::Queue(q) => {
+            let envelope = Envelope::new(i.sink.name(), &body).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+            })?;
+            q.put(envelope).await.map_err(|e| {
+                tracing::error!(error = %e, "a callback could not be queued; answered 503 (the platform retries)");
+                ApiError::unavailable("queue_unavailable", "the callback queue is unavailable; retry later", 5)
+            })?;
+        }
+    }
     metrics::counter!("oneseal_callbacks_received_total").increment(1);
-    let _ = i.spooled.send(name);
     Ok((
         StatusCode::OK,
         axum::Json(serde_json::json!({"status": "accepted"})),

@@ -47,6 +47,7 @@ mod error;
 mod flows;
 mod intake;
 mod platform;
+mod queue;
 mod relay;
 mod serve;
 mod sign;
@@ -71,6 +72,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use admission::{admitted, authenticated, shed_clevertap, shed_json, stack, Guard};
+use intake::Store;
+use queue::Queue;
+use relay::queued::{QueueHealth, QueueRelay};
 use relay::{Relay, RetryLimits, Sink, SinkId};
 
 pub use config::{ConfigError, GatewayConfig, GatewayFile};
@@ -122,6 +126,9 @@ pub enum GatewayError {
     /// The HTTP client could not be built (no TLS roots).
     #[error("cannot set up the HTTP client: {0}")]
     Client(std::io::Error),
+    /// The shared callback queue could not be opened or used.
+    #[error("callback queue: {0}")]
+    Queue(String),
     /// The metrics recorder could not be installed.
     #[error("cannot install the metrics recorder: {0}")]
     Metrics(String),
@@ -182,19 +189,43 @@ pub struct Gateway {
     pub public: Router,
     /// The admin listener's routes.
     pub admin: Router,
-    relay: Arc<Relay>,
-    spooled: mpsc::UnboundedReceiver<String>,
+    relay: Relaying,
     engine: Engine,
     key_ok: Arc<AtomicBool>,
 }
 
+/// Which relay delivers the callbacks.
+enum Relaying {
+    /// From this replica's spool, told of new callbacks on the channel.
+    Spool(Arc<Relay>, mpsc::UnboundedReceiver<String>),
+    /// From the shared queue.
+    Queue(Arc<QueueRelay>),
+}
+
 impl Gateway {
     /// Builds the gateway from its validated config and parts; `metrics` renders `/metrics`.
+    /// A config with a shared queue needs it open: [`run`] opens it and calls
+    /// `build_on`.
     pub fn build(
         cfg: &GatewayConfig,
         parts: Parts,
         metrics: PrometheusHandle,
     ) -> Result<Gateway, GatewayError> {
+        Gateway::build_on(cfg, parts, metrics, None)
+    }
+
+    /// [`Gateway::build`] with the shared queue `cfg.queue` names, opened.
+    fn build_on(
+        cfg: &GatewayConfig,
+        parts: Parts,
+        metrics: PrometheusHandle,
+        queue: Option<Arc<dyn Queue>>,
+    ) -> Result<Gateway, GatewayError> {
+        if cfg.queue.is_some() && queue.is_none() {
+            return Err(GatewayError::Queue(
+                "[gateway.queue] is configured but was not opened".into(),
+            ));
+        }
         let spool = Spool::open(&cfg.spool_dir).map_err(|source| GatewayError::Spool {
             path: cfg.spool_dir.display().to_string(),
             source,
@@ -226,13 +257,20 @@ impl Gateway {
             spool: spool.clone(),
         });
         let (spooled_tx, spooled) = mpsc::unbounded_channel();
+        let store = match &queue {
+            Some(q) => Store::Queue(q.clone()),
+            None => Store::Spool {
+                spool: spool.clone(),
+                spooled: spooled_tx,
+            },
+        };
         let intake = |sink| {
             Arc::new(intake::Intake {
-                spool: spool.clone(),
-                spooled: spooled_tx.clone(),
+                store: store.clone(),
                 sink,
             })
         };
+        let health = Arc::new(QueueHealth::default());
         let mut sinks: HashMap<SinkId, Arc<dyn Sink>> = HashMap::new();
 
         // The app side: one admission for all its routes, one engine per route family.
@@ -353,6 +391,7 @@ impl Gateway {
                 key_ok: key_ok.clone(),
                 metrics,
                 cache,
+                queue: queue.as_ref().map(|q| (q.describe(), health.clone())),
             }))
             .layer(axum::middleware::from_fn(|req, next| {
                 admission::observe("admin", req, next)
@@ -373,21 +412,41 @@ impl Gateway {
             app: stack(app),
             public: stack(public),
             admin,
-            relay: Arc::new(Relay {
-                spool,
-                sinks,
-                limits,
-            }),
-            spooled,
+            relay: match queue {
+                Some(queue) => Relaying::Queue(Arc::new(QueueRelay {
+                    queue,
+                    sinks,
+                    limits,
+                    health,
+                })),
+                None => Relaying::Spool(
+                    Arc::new(Relay {
+                        spool,
+                        sinks,
+                        limits,
+                    }),
+                    spooled,
+                ),
+            },
             engine,
             key_ok,
         })
     }
 }
 
-/// Moves every dead letter back to the spool (`oneseal gateway replay`); a running gateway
-/// picks them up within a second, a stopped one at its next start.
-pub fn replay(cfg: &GatewayConfig) -> Result<usize, GatewayError> {
+/// Moves every dead letter back into the spool or the shared queue (`oneseal gateway
+/// replay`), attempts and retry horizon starting again; a running gateway picks them up
+/// within a second, a stopped one at its next start.
+pub async fn replay(cfg: &GatewayConfig) -> Result<usize, GatewayError> {
+    if let Some(q) = &cfg.queue {
+        let queue = queue::open(q)
+            .await
+            .map_err(|e| GatewayError::Queue(e.to_string()))?;
+        return queue
+            .replay()
+            .await
+            .map_err(|e| GatewayError::Queue(e.to_string()));
+    }
     let spool = Spool::open(&cfg.spool_dir).map_err(|source| GatewayError::Spool {
         path: cfg.spool_dir.display().to_string(),
         source,
@@ -438,7 +497,17 @@ pub async fn run(
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| GatewayError::Metrics(e.to_string()))?;
-    let gw = Gateway::build(&cfg, parts, metrics)?;
+    let queue = match &cfg.queue {
+        Some(q) => {
+            let queue = queue::open(q)
+                .await
+                .map_err(|e| GatewayError::Queue(e.to_string()))?;
+            tracing::info!(queue = %queue.describe(), "callbacks go through the shared queue");
+            Some(queue)
+        }
+        None => None,
+    };
+    let gw = Gateway::build_on(&cfg, parts, metrics, queue)?;
     let (app_l, pub_l, adm_l) = (
         bind("app_listen", cfg.app_listen).await?,
         bind("public_listen", cfg.public_listen).await?,
@@ -466,7 +535,10 @@ pub async fn run(
             }
         });
     }
-    let relay = tokio::spawn(gw.relay.clone().run(gw.spooled, stop.clone()));
+    let relay = match gw.relay {
+        Relaying::Spool(r, spooled) => tokio::spawn(r.run(spooled, stop.clone())),
+        Relaying::Queue(r) => tokio::spawn(r.run(stop.clone())),
+    };
     {
         let stop = stop.clone();
         tokio::spawn(async move {

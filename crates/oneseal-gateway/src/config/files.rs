@@ -47,6 +47,31 @@ pub struct GatewayFile {
     pub clevertap: Option<CleverTapFile>,
     /// The WhatsApp Flows endpoint.
     pub flows: Option<FlowsFile>,
+    /// A shared queue for callbacks (absent: the local spool).
+    pub queue: Option<QueueFile>,
+}
+
+/// `[gateway.queue]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFile {
+    /// `sqs` or `redis`.
+    pub kind: Option<String>,
+    /// How long a replica holds a callback it is delivering before another may take it
+    /// (kept up while the delivery runs).
+    pub lease_seconds: Option<u64>,
+    // sqs
+    pub queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
+    pub large_payload_bucket: Option<String>,
+    /// Path-style S3 addresses (S3-compatible stores, local test servers).
+    pub s3_force_path_style: Option<bool>,
+    // redis
+    pub url: Option<String>,
+    /// The environment variable holding the Redis password (never in the URL).
+    pub password_env: Option<String>,
+    pub stream: Option<String>,
+    pub group: Option<String>,
 }
 
 /// `[gateway.clevertap]` as written.

@@ -4,6 +4,7 @@
 
 mod checks;
 mod files;
+mod queue;
 mod settings;
 mod tables;
 #[cfg(test)]
@@ -19,10 +20,11 @@ use checks::{
     seconds, signing_secret, within, Origin,
 };
 pub use checks::{is_loopback_host, ConfigError, MIN_PASSWORD};
-pub use files::{CallbacksFile, CleverTapFile, FlowsFile, GatewayFile};
+pub use files::{CallbacksFile, CleverTapFile, FlowsFile, GatewayFile, QueueFile};
 use oneseal_settings::env::Env;
 pub use settings::{
-    BasicAuth, CallbacksConfig, CleverTapConfig, FlowsConfig, Secret, SigningSecret,
+    BasicAuth, CallbacksConfig, CleverTapConfig, FlowsConfig, QueueConfig, QueueKind,
+    RedisQueueConfig, Secret, SigningSecret, SqsQueueConfig,
 };
 use tables::{clevertap_config, flows_config};
 
@@ -68,6 +70,8 @@ pub struct GatewayConfig {
     pub public_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     pub flows: Option<FlowsConfig>,
     pub clevertap: Option<CleverTapConfig>,
+    /// The shared queue callbacks go through; `None`: the local spool.
+    pub queue: Option<QueueConfig>,
 }
 
 /// The One API's upload limit: larger media is answered 413 before any key-service call.
@@ -186,7 +190,17 @@ impl GatewayConfig {
                 })
             }
         };
+        let upstream_timeout = secs(
+            "gateway.upstream_timeout_seconds",
+            file.upstream_timeout_seconds,
+            30,
+        )?;
         let cfg = GatewayConfig {
+            queue: file
+                .queue
+                .as_ref()
+                .map(|q| queue::queue_config(q, upstream_timeout, env))
+                .transpose()?,
             app_listen,
             public_listen: addr(
                 Origin::file("gateway.public_listen"),
@@ -203,11 +217,7 @@ impl GatewayConfig {
             public_url: file.public_url.clone(),
             spool_dir,
             max_in_flight,
-            upstream_timeout: secs(
-                "gateway.upstream_timeout_seconds",
-                file.upstream_timeout_seconds,
-                30,
-            )?,
+            upstream_timeout,
             request_timeout: secs(
                 "gateway.request_timeout_seconds",
                 file.request_timeout_seconds,

@@ -104,3 +104,48 @@ impl std::fmt::Debug for Secret {
         f.write_str("<redacted>")
     }
 }
+
+/// `[gateway.queue]`: the shared queue the callbacks go through.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub kind: QueueKind,
+    /// How long a delivery holds a callback unless kept up (longer than one attempt).
+    pub lease: Duration,
+}
+
+/// Which backend, with its settings.
+#[derive(Debug, Clone)]
+pub enum QueueKind {
+    Sqs(SqsQueueConfig),
+    Redis(RedisQueueConfig),
+}
+
+/// Amazon SQS, with S3 for large bodies.
+#[derive(Debug, Clone)]
+pub struct SqsQueueConfig {
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub large_payload_bucket: String,
+    pub s3_force_path_style: bool,
+}
+
+/// Redis Streams.
+#[derive(Clone)]
+pub struct RedisQueueConfig {
+    /// Where and how to connect, the password included (from the environment).
+    pub connection: redis::ConnectionInfo,
+    /// The URL as written (it holds no password), for logs.
+    pub display_url: String,
+    pub stream: String,
+    pub group: String,
+}
+
+impl std::fmt::Debug for RedisQueueConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueueConfig")
+            .field("url", &self.display_url)
+            .field("stream", &self.stream)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}

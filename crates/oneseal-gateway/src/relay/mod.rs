@@ -11,6 +11,7 @@
 //! callback put back by `oneseal gateway replay` (or left by a crash) is picked up.
 
 pub mod app;
+pub mod queued;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -52,6 +53,23 @@ impl SinkId {
         match self {
             SinkId::App => "",
             SinkId::CleverTap => ".clevertap",
+        }
+    }
+
+    /// The name a shared queue's messages carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkId::App => "app",
+            SinkId::CleverTap => "clevertap",
+        }
+    }
+
+    /// The sink a shared queue's message names.
+    pub fn parse(name: &str) -> Option<SinkId> {
+        match name {
+            "app" => Some(SinkId::App),
+            "clevertap" => Some(SinkId::CleverTap),
+            _ => None,
         }
     }
 
