@@ -3,8 +3,9 @@
 # `cryptography` (the independent implementation of the wire formats), `boto3`, moto's
 # server (the local KMS API the KMS tests run against) and `standardwebhooks` (the fake app
 # verifies the gateway's signatures with it), and redis-server (the gateway's self-hosted
-# callback queue; SQS and S3 come from the same moto server). Idempotent; no network when
-# present.
+# callback queue; SQS and S3 come from the same moto server), buildah (the image is built and
+# run in CI, without a registry) and kubernetes-validate (the manifests' schemas). Idempotent;
+# no network when present.
 set -euo pipefail
 
 if ! command -v python3 >/dev/null 2>&1; then
@@ -15,23 +16,26 @@ if ! command -v python3 >/dev/null 2>&1; then
   fi
 fi
 
-PKGS=('moto[server]>=5' boto3 cryptography 'standardwebhooks>=1.1')
-if ! python3 -c 'import moto.server, boto3, cryptography, flask, standardwebhooks' >/dev/null 2>&1; then
+PKGS=('moto[server]>=5' boto3 cryptography 'standardwebhooks>=1.1' 'kubernetes-validate==1.37.0' pyyaml)
+if ! python3 -c 'import moto.server, boto3, cryptography, flask, standardwebhooks, kubernetes_validate, yaml' >/dev/null 2>&1; then
   echo "setup-test-env: installing ${PKGS[*]} from PyPI" >&2
   python3 -m pip install --quiet "${PKGS[@]}" \
     || python3 -m pip install --quiet --break-system-packages "${PKGS[@]}"
 fi
 python3 -c 'import moto.server, boto3, cryptography, standardwebhooks'
 
-if ! command -v redis-server >/dev/null 2>&1; then
+for tool in redis-server:redis-server buildah:buildah; do
+  cmd=${tool%%:*}; pkg=${tool#*:}
+  command -v "$cmd" >/dev/null 2>&1 && continue
   if command -v apt-get >/dev/null 2>&1; then
-    echo "setup-test-env: installing redis-server from Debian's packages" >&2
-    { apt-get install -y -qq redis-server >/dev/null 2>&1; } \
-      || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+    echo "setup-test-env: installing $pkg from Debian's packages" >&2
+    { apt-get install -y -qq "$pkg" >/dev/null 2>&1; } \
+      || { apt-get update -qq && apt-get install -y -qq "$pkg" >/dev/null; }
   else
-    echo "setup-test-env: redis-server is required (the gateway's queue tests)" >&2; exit 1
+    echo "setup-test-env: $cmd is required (the gateway's queue tests, the image)" >&2; exit 1
   fi
-fi
+done
 # Debian's package starts a system-wide server; the tests start their own on free ports.
 command -v systemctl >/dev/null 2>&1 && systemctl disable --now redis-server >/dev/null 2>&1 || true
 redis-server --version >/dev/null
+buildah --version >/dev/null
