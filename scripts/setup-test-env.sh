@@ -4,7 +4,8 @@
 # server (the local KMS API the KMS tests run against) and `standardwebhooks` (the fake app
 # verifies the gateway's signatures with it), and redis-server (the gateway's self-hosted
 # callback queue; SQS and S3 come from the same moto server), buildah (the image is built and
-# run in CI, without a registry) and kubernetes-validate (the manifests' schemas). Idempotent;
+# run in CI, without a registry), kubernetes-validate (the manifests' schemas) and Java (the
+# Python package's Spark example runs on local[2]). Idempotent;
 # no network when present.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ if ! python3 -c 'import moto.server, boto3, cryptography, flask, standardwebhook
 fi
 python3 -c 'import moto.server, boto3, cryptography, standardwebhooks'
 
-for tool in redis-server:redis-server buildah:buildah; do
+for tool in redis-server:redis-server buildah:buildah java:openjdk-17-jre-headless; do
   cmd=${tool%%:*}; pkg=${tool#*:}
   command -v "$cmd" >/dev/null 2>&1 && continue
   if command -v apt-get >/dev/null 2>&1; then
