@@ -92,6 +92,9 @@ fn media_err(e: oneseal_media::MediaError) -> PyErr {
     }
 }
 
+/// The items a lenient decrypt left as they were: (JSON path, why).
+type Failures = Vec<(Option<String>, String)>;
+
 /// The engine, its key provider and the runtime that drives both.
 #[pyclass(frozen, module = "oneseal._oneseal")]
 struct NativeEngine {
@@ -277,7 +280,7 @@ impl NativeEngine {
         &self,
         py: Python<'py>,
         doc: &[u8],
-    ) -> PyResult<(Bound<'py, PyBytes>, Vec<(Option<String>, String)>)> {
+    ) -> PyResult<(Bound<'py, PyBytes>, Failures)> {
         let (out, report) = py
             .allow_threads(|| self.rt.block_on(self.engine.decrypt_slice(doc, false)))
             .map_err(core_err)?;
