@@ -472,3 +472,33 @@ fn verbose_logs_carry_no_plaintext_or_keys() {
         );
     }
 }
+
+/// Regression: a directory as input was reported as `Is a directory (os error 21)`.
+#[test]
+fn a_directory_as_input_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap().to_string();
+    let o = oneseal(&["encrypt", &p], None, &[]);
+    assert_fails(&o, 2, "is a directory: give a file");
+}
+
+/// Regression: `media encrypt` without a recipient named only `--to`, after a stray `;`.
+#[test]
+fn media_encrypt_without_a_recipient_names_both_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.jpg");
+    std::fs::write(&f, b"x").unwrap();
+    let out = dir.path().join("y");
+    let o = oneseal(
+        &[
+            "media",
+            "encrypt",
+            f.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert_fails(&o, 2, "not provided: <--to <MSISDN>|--broadcast>");
+}

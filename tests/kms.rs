@@ -446,3 +446,20 @@ fn ndjson_5000_lines_share_the_key_cache() {
     assert!(decrypted <= 6, "{decrypted} Decrypt for 5000 lines");
     assert_eq!(d.stdout, text.as_bytes());
 }
+
+/// Regression: a `Decrypt` refused while `--kms-key-id` restricted it said only that the
+/// caller needs kms:Decrypt, when the blob may simply belong to another key.
+#[test]
+fn a_decrypt_refused_under_kms_key_id_says_the_blob_may_belong_to_another_key() {
+    let k = Kms::new();
+    let enc = k.run(
+        &["encrypt", "--kms-key-id", &k.key],
+        Some(batch(1).as_bytes()),
+    );
+    k.proxy.set(Faults {
+        deny: true,
+        ..Faults::default()
+    });
+    let o = k.run(&["decrypt", "--kms-key-id", &k.key], Some(&enc.stdout));
+    assert_fails(&o, 5, "may belong to another key");
+}

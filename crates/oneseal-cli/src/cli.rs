@@ -318,6 +318,7 @@ and released only once the GCM tag and the SHA-256 verify. cbc media (--suite cb
 unauthenticated and needs the expected SHA-256 (--sha256 or the callback's sha256Hash).";
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("recipient").required(true).multiple(false)))]
 pub struct MediaEncryptArgs {
     /// The plaintext file; '-' reads stdin (then give --file-name).
     #[arg(value_name = "FILE")]
@@ -327,17 +328,12 @@ pub struct MediaEncryptArgs {
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
 
-    /// Recipient MSISDN the upload is for.
-    #[arg(
-        long,
-        value_name = "MSISDN",
-        conflicts_with = "broadcast",
-        required_unless_present = "broadcast"
-    )]
+    /// Recipient MSISDN the upload is for (or --broadcast).
+    #[arg(long, value_name = "MSISDN", group = "recipient")]
     pub to: Option<String>,
 
     /// Upload for broadcasting to many recipients (no personal data in the file!).
-    #[arg(long)]
+    #[arg(long, group = "recipient")]
     pub broadcast: bool,
 
     /// File name to report (default: the input's file name).

@@ -40,6 +40,12 @@ impl CliError {
         let hint = match err.kind() {
             std::io::ErrorKind::NotFound => ": no such file",
             std::io::ErrorKind::PermissionDenied => ": permission denied",
+            std::io::ErrorKind::IsADirectory => {
+                return Self::usage(format!(
+                    "{} is a directory: give a file (or '-' for standard input/output)",
+                    path.display()
+                ))
+            }
             _ => "",
         };
         let detail = if hint.is_empty() {

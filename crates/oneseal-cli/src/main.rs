@@ -76,13 +76,18 @@ fn clap_error(e: clap::Error) -> ExitCode {
         .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
+    // clap puts a list on the lines after its heading ("not provided:"): a heading joins
+    // its list with a space, separate sentences with "; ".
+    let mut text = String::new();
+    for p in &parts {
+        if !text.is_empty() {
+            text.push_str(if text.ends_with(':') { " " } else { "; " });
+        }
+        text.push_str(p);
+    }
     eprintln!(
         "{}",
-        CliError::usage(format!(
-            "{} (see {} --help)",
-            parts.join("; "),
-            subcommand_path()
-        ))
+        CliError::usage(format!("{text} (see {} --help)", subcommand_path()))
     );
     ExitCode::from(error::EXIT_USAGE)
 }

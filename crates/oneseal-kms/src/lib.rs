@@ -197,6 +197,9 @@ where
     R: fmt::Debug + 'static,
 {
     let svc = |failure, message: String| KeyError::Service { failure, message };
+    // A Decrypt that names a key (`--kms-key-id` on decrypt) is restricted to it: refused,
+    // the blob may simply belong to another key.
+    let cfg_restricts = op == "Decrypt" && !key.starts_with('(');
     if lacks_credentials(&err) {
         return svc(
             ServiceFailure::NoCredentials,
@@ -235,7 +238,11 @@ where
         "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
         | "InvalidSignatureException" | "ExpiredTokenException" => svc(
             ServiceFailure::AccessDenied,
-            format!("KMS access denied: {op} on key {key} ({code}). The caller needs kms:{op} on this key in its IAM policy and the key policy; check credentials too"),
+            if cfg_restricts {
+                format!("KMS access denied: Decrypt restricted to key {key} ({code}). The blob may belong to another key (leave out --kms-key-id on decrypt to let the blob name its key), or the caller needs kms:Decrypt on {key} in its IAM policy and the key policy")
+            } else {
+                format!("KMS access denied: {op} on key {key} ({code}). The caller needs kms:{op} on this key in its IAM policy and the key policy; check credentials too")
+            },
         ),
         "NotFoundException" => svc(
             ServiceFailure::NotFound,
