@@ -466,3 +466,22 @@ fn the_readme_first_command_works_from_an_empty_data_directory_every_time() {
         assert_eq!(got, want, "run {i}");
     }
 }
+
+/// The gateway loop in one command (`scripts/try-gateway.sh`): the platform gets ciphertext
+/// that decrypts to the message sent, and the app gets the platform's callback in plaintext.
+#[test]
+fn try_gateway_shows_the_whole_loop_and_stops_what_it_started() {
+    let _ = bin();
+    let o = std::process::Command::new("bash")
+        .arg(root().join("scripts/try-gateway.sh"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let sent = out.split("== 2.").nth(1).unwrap().split("== 3.").next().unwrap();
+    assert!(sent.contains("\"encryptionKey\"") && !sent.contains("482913"), "{sent}");
+    let decrypted = out.split("== 3.").nth(1).unwrap().split("== 4.").next().unwrap();
+    assert!(decrypted.contains("Your one-time PIN is 482913"), "{decrypted}");
+    let at_app = out.split("== 5.").nth(1).unwrap();
+    assert!(at_app.contains("Yes, that was me"), "{at_app}");
+}
