@@ -477,11 +477,33 @@ fn try_gateway_shows_the_whole_loop_and_stops_what_it_started() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
-    let sent = out.split("== 2.").nth(1).unwrap().split("== 3.").next().unwrap();
-    assert!(sent.contains("\"encryptionKey\"") && !sent.contains("482913"), "{sent}");
-    let decrypted = out.split("== 3.").nth(1).unwrap().split("== 4.").next().unwrap();
-    assert!(decrypted.contains("Your one-time PIN is 482913"), "{decrypted}");
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let sent = out
+        .split("== 2.")
+        .nth(1)
+        .unwrap()
+        .split("== 3.")
+        .next()
+        .unwrap();
+    assert!(
+        sent.contains("\"encryptionKey\"") && !sent.contains("482913"),
+        "{sent}"
+    );
+    let decrypted = out
+        .split("== 3.")
+        .nth(1)
+        .unwrap()
+        .split("== 4.")
+        .next()
+        .unwrap();
+    assert!(
+        decrypted.contains("Your one-time PIN is 482913"),
+        "{decrypted}"
+    );
     let at_app = out.split("== 5.").nth(1).unwrap();
     assert!(at_app.contains("Yes, that was me"), "{at_app}");
 }

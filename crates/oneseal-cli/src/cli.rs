@@ -89,6 +89,7 @@ pub enum Command {
 
 const GATEWAY_AFTER: &str = "\
 Examples:
+  oneseal gateway --print-config > oneseal.toml            # every setting, commented
   oneseal gateway --config /etc/oneseal/oneseal.toml
   oneseal gateway --config oneseal.toml --check-config     # validate and exit (2 on error)
   oneseal gateway --config oneseal.toml --log-format json
@@ -96,10 +97,10 @@ Examples:
 
 The [gateway] table of the config file sets the listeners (app 127.0.0.1:8080, public
 127.0.0.1:8081, admin 127.0.0.1:9090), the upstream, the spool directory and the callback
-relay; [gateway.clevertap] turns on the CleverTap bridge and [gateway.flows] the WhatsApp
-Flows endpoint. See the README sections \"Gateway\", \"CleverTap\" and \"WhatsApp Flows
-endpoint\". SIGTERM or Ctrl-C: stop accepting, finish
-in-flight work (at most 30 s), exit 0.";
+relay; [gateway.clevertap] turns on the CleverTap bridge, [gateway.flows] the WhatsApp Flows
+endpoint and [gateway.queue] a shared queue for the callbacks. `oneseal gateway
+--print-config` prints every key with its default and what it does. SIGTERM or Ctrl-C: stop
+accepting, finish in-flight work (at most 30 s), exit 0.";
 
 /// `oneseal gateway`.
 #[derive(Debug, Args)]
@@ -108,6 +109,10 @@ pub struct GatewayArgs {
     /// Validate the configuration and exit (0 if valid, 2 with one line naming the key).
     #[arg(long)]
     pub check_config: bool,
+
+    /// Print a complete, commented oneseal.toml (every key, its default, what it does) and exit.
+    #[arg(long, conflicts_with = "check_config")]
+    pub print_config: bool,
 
     /// Log format on stderr: text or json.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]

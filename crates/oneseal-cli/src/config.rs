@@ -25,6 +25,9 @@ use crate::error::CliError;
 /// The config file found without `--config`.
 pub const DEFAULT_CONFIG: &str = "oneseal.toml";
 
+/// `oneseal gateway --print-config`: every key, its default and what it does.
+pub const SAMPLE: &str = include_str!("sample.toml");
+
 /// `oneseal.toml`: defaults for any option. Unknown keys are an error, so typos surface.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -563,6 +566,60 @@ mod tests {
         let env = move |k: &str| (k == "ONESEAL_CONFIG").then(|| path.clone());
         let s = Sources::load(None, Box::new(env)).unwrap();
         assert_eq!(s.path.as_deref(), Some(p.as_path()));
+    }
+
+    /// Every key a config file may hold is in the sample `--print-config` prints, as a
+    /// commented `key = ` line (read from the tables' own definitions).
+    #[test]
+    fn the_printed_sample_names_every_key() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sources = [
+            std::fs::read_to_string(root.join("src/config.rs")).unwrap(),
+            std::fs::read_to_string(root.join("../oneseal-gateway/src/config/files.rs")).unwrap(),
+        ];
+        let tables = [
+            "GatewayFile",
+            "CallbacksFile",
+            "CleverTapFile",
+            "FlowsFile",
+            "QueueFile",
+        ];
+        let mut missing = Vec::new();
+        for src in &sources {
+            let file_structs = src.split("pub struct ").skip(1).filter(|s| {
+                let name = s.split_whitespace().next().unwrap_or("");
+                name == "FileConfig" || tables.contains(&name)
+            });
+            for body in file_structs {
+                let body = body.split("\n}").next().unwrap_or("");
+                for line in body.lines() {
+                    let Some((name, ty)) = line
+                        .trim()
+                        .strip_prefix("pub ")
+                        .and_then(|r| r.split_once(':'))
+                    else {
+                        continue;
+                    };
+                    if tables.iter().any(|t| ty.contains(t)) || name == "gateway" {
+                        continue;
+                    }
+                    let ok = (name == "encryption_context"
+                        && SAMPLE.contains("# [encryption_context]"))
+                        || SAMPLE.contains(&format!("# {name} = "));
+                    if !ok {
+                        missing.push(name.to_string());
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in sample.toml: {missing:?}");
+    }
+
+    /// The sample as printed is a valid (all-default) config file.
+    #[test]
+    fn the_printed_sample_parses() {
+        let v: FileConfig = toml::from_str(SAMPLE).unwrap();
+        assert!(v.gateway.is_none() && v.kms_key_id.is_none());
     }
 
     #[test]

@@ -237,6 +237,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = &cli.command {
         return completions(shell);
     }
+    if let Command::Gateway(g) = &cli.command {
+        if g.print_config {
+            // Before the config file is read: a broken one must not hide its own sample.
+            print!("{}", config::SAMPLE);
+            return Ok(());
+        }
+    }
     let src = Sources::load(
         cli.config.as_deref(),
         Box::new(oneseal_settings::env::Process),
