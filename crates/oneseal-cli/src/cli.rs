@@ -129,10 +129,10 @@ pub enum GatewayCommand {
 }
 
 const COMPLETIONS_AFTER: &str = "\
-Examples:
-  oneseal completions bash > ~/.local/share/bash-completion/completions/oneseal
-  oneseal completions zsh > \"${fpath[1]}/_oneseal\"
-  oneseal completions fish > ~/.config/fish/completions/oneseal.fish";
+Examples (each creates the directory it writes to):
+  mkdir -p ~/.local/share/bash-completion/completions && oneseal completions bash > ~/.local/share/bash-completion/completions/oneseal
+  mkdir -p ~/.zfunc && oneseal completions zsh > ~/.zfunc/_oneseal    # with fpath+=(~/.zfunc) before compinit
+  mkdir -p ~/.config/fish/completions && oneseal completions fish > ~/.config/fish/completions/oneseal.fish";
 
 const ENCRYPT_AFTER: &str = "\
 Examples:

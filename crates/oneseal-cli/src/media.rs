@@ -117,7 +117,7 @@ async fn encrypt(a: MediaEncryptArgs, src: &Sources) -> Result<(), CliError> {
     }
     if outcome.encrypted_byte_size > PLATFORM_LIMIT {
         eprintln!(
-            "oneseal: warning: {} encrypted is {} bytes, over the One API upload limit of 30 MB",
+            "oneseal: warning: {} encrypted is {} bytes, over the One API upload limit of 30 MiB (31 457 280 bytes)",
             file_name, outcome.encrypted_byte_size
         );
     }

@@ -100,7 +100,7 @@ const UPLOAD_SET: [&str; 3] = ["encryptionKey", "kmsArn", "sha256FileHash"];
 
 /// `POST /v1/media?<query>`: the plain file, streamed through the media encryptor into a
 /// spool file (bounded memory), then uploaded with `encryptionKey`, `kmsArn` and
-/// `sha256FileHash` added. Over 30 MB → 413 before any key-service call.
+/// `sha256FileHash` added. Over 30 MiB → 413 before any key-service call.
 pub async fn media_upload(
     State(side): State<Arc<AppSide>>,
     RawQuery(q): RawQuery,
@@ -112,7 +112,7 @@ pub async fn media_upload(
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            "the One API accepts uploads of at most 30 MB",
+            "the One API accepts uploads of at most 30 MiB (31 457 280 bytes)",
         )
     };
     let declared = headers
