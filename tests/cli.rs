@@ -507,3 +507,81 @@ fn try_gateway_shows_the_whole_loop_and_stops_what_it_started() {
     let at_app = out.split("== 5.").nth(1).unwrap();
     assert!(at_app.contains("Yes, that was me"), "{at_app}");
 }
+
+/// `--check-config` reports what start would hit, all at once: two listeners on one port, a
+/// port another process holds, a spool that cannot be made.
+#[test]
+fn check_config_reports_every_start_problem_in_one_run() {
+    let dir = tempdir();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    std::fs::write(dir.path().join("afile"), b"").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\napp_listen = \"127.0.0.1:{port}\"\npublic_listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{busy_port}\"\nupstream = \"http://127.0.0.1:9\"\nspool_dir = \"{}\"\n",
+            dir.path().join("afile/spool").display()
+        ),
+    )
+    .unwrap();
+    let home = dir.path().to_str().unwrap();
+    let o = oneseal(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--check-config",
+        ],
+        None,
+        &[("HOME", home), ("XDG_DATA_HOME", home)],
+    );
+    assert_fails(&o, 2, "3 problems: ");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("gateway.public_listen") && err.contains("is also gateway.app_listen"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gateway.admin_listen") && err.contains("in use"),
+        "{err}"
+    );
+    assert!(err.contains("gateway.spool_dir"), "{err}");
+    drop(busy);
+}
+
+/// `--check-kms` makes one real GenerateDataKey and Decrypt with the configured key (here the
+/// local key) and says so.
+#[test]
+fn check_kms_makes_and_opens_one_data_key() {
+    let dir = tempdir();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\napp_listen = \"127.0.0.1:0\"\npublic_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\nspool_dir = \"{}\"\n",
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let key = dir.path().join("local.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let o = oneseal(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--check-config",
+            "--check-kms",
+        ],
+        None,
+        &[("ONESEAL_LOCAL_KEY", key.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("key service OK: GenerateDataKey and Decrypt")
+    );
+}

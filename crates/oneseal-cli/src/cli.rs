@@ -92,6 +92,7 @@ Examples:
   oneseal gateway --print-config > oneseal.toml            # every setting, commented
   oneseal gateway --config /etc/oneseal/oneseal.toml
   oneseal gateway --config oneseal.toml --check-config     # validate and exit (2 on error)
+  oneseal gateway --config oneseal.toml --check-config --check-kms   # and try the KMS key
   oneseal gateway --config oneseal.toml --log-format json
   oneseal gateway replay --config oneseal.toml             # re-queue dead-letter callbacks
 
@@ -109,6 +110,11 @@ pub struct GatewayArgs {
     /// Validate the configuration and exit (0 if valid, 2 with one line naming the key).
     #[arg(long)]
     pub check_config: bool,
+
+    /// With --check-config: also make one real GenerateDataKey and Decrypt with the configured
+    /// key and encryption context (a wrong key id or a missing permission shows now, exit 5).
+    #[arg(long, requires = "check_config")]
+    pub check_kms: bool,
 
     /// Print a complete, commented oneseal.toml (every key, its default, what it does) and exit.
     #[arg(long, conflicts_with = "check_config")]

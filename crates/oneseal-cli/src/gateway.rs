@@ -33,6 +33,24 @@ pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
     // The gateway takes no key flags: its keys and suite come from the environment and the
     // config file, resolved as for every other command.
     let keys = config::keys(&KeyArgs::default(), src)?;
+    if a.check_config {
+        // What start would hit, all of it at once.
+        let mut problems: Vec<String> = Vec::new();
+        if let Err(e) = cfg.check_local_key(keys.uses_local_key()) {
+            problems.push(src.error(e).message);
+        }
+        problems.extend(start_problems(&cfg));
+        match problems.len() {
+            0 => {}
+            1 => return Err(CliError::usage(problems.remove(0))),
+            n => {
+                return Err(CliError::usage(format!(
+                    "{n} problems: {}",
+                    problems.join("; ")
+                )))
+            }
+        }
+    }
     cfg.check_local_key(keys.uses_local_key())
         .map_err(|e| src.error(e))?;
     let parts = Parts {
@@ -48,6 +66,9 @@ pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
             ..config::cache_config(false, src)?
         },
     };
+    if a.check_kms {
+        check_kms(&parts.provider)?;
+    }
     if a.check_config {
         for w in &cfg.warnings {
             eprintln!("oneseal: warning: {w}");
@@ -99,6 +120,74 @@ pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
         .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(oneseal_gateway::run(cfg, parts, shutdown_signal()))
         .map_err(|e| CliError::usage(e.to_string()))
+}
+
+/// What `oneseal gateway` would fail on at start that the config's own checks cannot see:
+/// listeners that are the same address or already in use, a spool that cannot be made.
+fn start_problems(cfg: &GatewayConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let listeners = [
+        ("gateway.app_listen", cfg.app_listen),
+        ("gateway.public_listen", cfg.public_listen),
+        ("gateway.admin_listen", cfg.admin_listen),
+    ];
+    for (i, (key, addr)) in listeners.iter().enumerate() {
+        // Port 0 is any free port: never a clash.
+        let clash = listeners[..i].iter().find(|(_, other)| {
+            addr.port() != 0
+                && other.port() == addr.port()
+                && (other.ip() == addr.ip()
+                    || other.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        });
+        if let Some((other, _)) = clash {
+            out.push(format!(
+                "{key}: {addr} is also {other}: give each listener its own port"
+            ));
+            continue;
+        }
+        // Bound and released at once: nothing is served.
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "is in use by another process (another gateway?)".to_string()
+            } else {
+                format!("cannot be listened on: {e}")
+            };
+            out.push(format!("{key}: {addr} {why}"));
+        }
+    }
+    if let Err(e) = oneseal_gateway::Spool::open(&cfg.spool_dir) {
+        out.push(format!(
+            "gateway.spool_dir: {} cannot be used: {e}",
+            cfg.spool_dir.display()
+        ));
+    }
+    out
+}
+
+/// One real GenerateDataKey and Decrypt with the configured key and context.
+fn check_kms(provider: &std::sync::Arc<dyn oneseal_core::KeyProvider>) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let dk = provider.generate_data_key().await?;
+        let back = provider.decrypt_data_key(&dk.blob).await?;
+        // Our own two copies of one key, not an attacker's guess: no timing to hide.
+        let same = back.is_some_and(|k| k.expose() == dk.key.expose());
+        if !same {
+            return Err(oneseal_core::KeyError::Config(
+                "the key service returned a different data key on Decrypt".into(),
+            ));
+        }
+        println!(
+            "key service OK: GenerateDataKey and Decrypt with {}",
+            dk.key_arn.as_deref().unwrap_or("the local key")
+        );
+        Ok(())
+    })
+    .map_err(CliError::from)
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

@@ -246,7 +246,7 @@ where
         ),
         "NotFoundException" => svc(
             ServiceFailure::NotFound,
-            format!("KMS key not found for {op}: {key}. Check --kms-key-id (a key id, ARN or alias/NAME) and the region"),
+            format!("KMS key not found for {op}: {key}. Check the key id (--kms-key-id, ONESEAL_KMS_KEY_ID or kms_key_id in the config file: a key id, ARN or alias/NAME) and the region"),
         ),
         "DisabledException" => svc(
             ServiceFailure::Disabled,
@@ -283,7 +283,7 @@ where
 impl KeyProvider for AwsKmsProvider {
     async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
         let key_id = self.cfg.key_id.clone().ok_or_else(|| {
-            KeyError::Config("no KMS key id: pass --kms-key-id or set ONESEAL_KMS_KEY_ID".into())
+            KeyError::Config("no KMS key id: pass --kms-key-id, set ONESEAL_KMS_KEY_ID, or kms_key_id in the config file".into())
         })?;
         let out = self
             .client()
