@@ -585,3 +585,24 @@ fn check_kms_makes_and_opens_one_data_key() {
         String::from_utf8_lossy(&o.stdout).contains("key service OK: GenerateDataKey and Decrypt")
     );
 }
+
+/// `oneseal completions zsh | head -1` ends quietly: a reader that stops early is not an
+/// error (it was a BrokenPipe panic).
+#[test]
+fn completions_into_a_reader_that_stops_early_end_quietly() {
+    use std::io::{BufRead, BufReader};
+    let mut c = std::process::Command::new(bin())
+        .args(["completions", "zsh"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("#compdef"), "{first}");
+    let o = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -11,7 +11,9 @@ Examples:
   oneseal encrypt request.json -o request.enc.json   # encrypt a One API request body
   oneseal decrypt callback.json                      # decrypt an inbound callback to stdout
   oneseal decrypt - --pretty < callback.json         # '-' (or no INPUT) reads stdin
-  oneseal completions bash > ~/.local/share/bash-completion/completions/oneseal
+  oneseal gateway --print-config > oneseal.toml      # every setting, commented
+
+Each command explains itself: oneseal <command> --help.
 
 Key providers: with --kms-key-id (or ONESEAL_KMS_KEY_ID) data keys come from AWS KMS, which
 the messaging platform can also use; without it, from the local key file (offline, for
@@ -60,7 +62,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Encrypt the sensitive leaves of a request body or callback (README "What gets encrypted").
+    /// Encrypt the sensitive leaves of a request body or callback (see `oneseal encrypt --help`).
     #[command(after_help = ENCRYPT_AFTER)]
     Encrypt(EncryptArgs),
     /// Decrypt a callback or an encrypted request body, removing each encryptionKey used.

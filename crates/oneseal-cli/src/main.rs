@@ -261,6 +261,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 
 fn completions(shell: &str) -> Result<(), CliError> {
     use clap_complete::Shell;
+    use std::io::Write;
     let shell = match shell {
         "bash" => Shell::Bash,
         "zsh" => Shell::Zsh,
@@ -272,13 +273,16 @@ fn completions(shell: &str) -> Result<(), CliError> {
             )))
         }
     };
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "oneseal",
-        &mut std::io::stdout(),
-    );
-    Ok(())
+    // Into memory first: clap_complete panics on a write error, and a reader that stops
+    // early (`| head -1`) is not an error.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "oneseal", &mut script);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&script).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::io("write", std::path::Path::new("<stdout>"), e)),
+    }
 }
 
 #[cfg(test)]
