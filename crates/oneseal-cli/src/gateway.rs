@@ -39,7 +39,11 @@ pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
         if let Err(e) = cfg.check_local_key(keys.uses_local_key()) {
             problems.push(src.error(e).message);
         }
-        problems.extend(start_problems(&cfg));
+        let (start, busy) = start_problems(&cfg);
+        problems.extend(start);
+        for b in busy {
+            eprintln!("oneseal: warning: {b}");
+        }
         match problems.len() {
             0 => {}
             1 => return Err(CliError::usage(problems.remove(0))),
@@ -123,9 +127,11 @@ pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
 }
 
 /// What `oneseal gateway` would fail on at start that the config's own checks cannot see:
-/// listeners that are the same address or already in use, a spool that cannot be made.
-fn start_problems(cfg: &GatewayConfig) -> Vec<String> {
-    let mut out = Vec::new();
+/// listeners that are the same address, a spool that cannot be made (errors), and listeners
+/// another process holds (warnings: a config is often checked while the gateway it replaces
+/// still serves on those ports).
+fn start_problems(cfg: &GatewayConfig) -> (Vec<String>, Vec<String>) {
+    let (mut out, mut busy) = (Vec::new(), Vec::new());
     let listeners = [
         ("gateway.app_listen", cfg.app_listen),
         ("gateway.public_listen", cfg.public_listen),
@@ -147,13 +153,12 @@ fn start_problems(cfg: &GatewayConfig) -> Vec<String> {
             continue;
         }
         // Bound and released at once: nothing is served.
-        if let Err(e) = std::net::TcpListener::bind(addr) {
-            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-                "is in use by another process (another gateway?)".to_string()
-            } else {
-                format!("cannot be listened on: {e}")
-            };
-            out.push(format!("{key}: {addr} {why}"));
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => busy.push(format!(
+                "{key}: {addr} is in use by another process (the gateway this config replaces?): start fails while it is"
+            )),
+            Err(e) => out.push(format!("{key}: {addr} cannot be listened on: {e}")),
         }
     }
     if let Err(e) = oneseal_gateway::Spool::open(&cfg.spool_dir) {
@@ -162,7 +167,7 @@ fn start_problems(cfg: &GatewayConfig) -> Vec<String> {
             cfg.spool_dir.display()
         ));
     }
-    out
+    (out, busy)
 }
 
 /// One real GenerateDataKey and Decrypt with the configured key and context.
