@@ -2,6 +2,7 @@
 //! (encrypt side) and an unwrapped blob is remembered (decrypt side), with single-flight on
 //! concurrent misses: N callers that miss together cause one provider call.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +25,10 @@ pub const MAX_KEY_AGE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// message is bounded by the input size (far below 2^27 values), so no key comes near the
 /// 2^32 random-nonce limit of NIST SP 800-38D.
 pub const MAX_SEALS_PER_KEY: u64 = 1 << 24;
+/// With `refresh_ahead`, how many keys may be made ahead of need: a large document starts the
+/// keys its later messages need while the first ones are sealed, within this bound (a
+/// document refused halfway wastes at most these).
+pub const MAX_KEYS_AHEAD: usize = 4;
 /// How long a blob that deterministically failed to unwrap (invalid ciphertext, wrong key)
 /// is remembered, so a flood of the same bad blob costs one key-service call.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(30);
@@ -167,15 +172,24 @@ impl SealingKey {
     pub fn key_arn(&self) -> Option<&str> {
         self.key_arn.as_deref()
     }
-    fn try_take(&self, max: usize) -> bool {
-        if self.seals.load(Ordering::Acquire) >= MAX_SEALS_PER_KEY {
-            return false;
+    /// Whether the key may seal more values (below [`MAX_SEALS_PER_KEY`]); a caller holding
+    /// a grant of several messages checks it before each one.
+    pub fn usable(&self) -> bool {
+        self.seals.load(Ordering::Acquire) < MAX_SEALS_PER_KEY
+    }
+    /// Takes up to `n` of the `max` uses; how many were taken (0: used up).
+    fn try_take(&self, max: usize, n: usize) -> usize {
+        if !self.usable() {
+            return 0;
         }
-        self.uses
+        match self
+            .uses
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                (u < max).then_some(u + 1)
-            })
-            .is_ok()
+                (u < max).then_some(u + n.min(max - u))
+            }) {
+            Ok(before) => n.min(max - before),
+            Err(_) => 0,
+        }
     }
 }
 
@@ -213,7 +227,9 @@ type Flight<T> = Arc<OnceCell<Result<Arc<T>, KeyError>>>;
 
 struct EncState {
     current: Option<Arc<SealingKey>>,
-    inflight: Option<Flight<SealingKey>>,
+    /// The next keys, in the order they will be used: made ahead (`refresh_ahead`) or being
+    /// made for callers waiting now (single flight: they all wait on the front one).
+    ahead: VecDeque<Flight<SealingKey>>,
 }
 
 struct DecEntry {
@@ -290,7 +306,7 @@ impl KeyCache {
             fresh_slots: Semaphore::new(cfg.max_in_flight.max(1)),
             enc: Mutex::new(EncState {
                 current: None,
-                inflight: None,
+                ahead: VecDeque::new(),
             }),
             stats: Default::default(),
             dec: Mutex::new(DecState {
@@ -328,6 +344,17 @@ impl KeyCache {
 
     /// A data key for one message: reused up to `max_messages` times within `max_age`.
     pub async fn sealing_key(&self) -> Result<Arc<SealingKey>, KeyError> {
+        self.sealing_key_for(1).await.map(|(k, _)| k)
+    }
+
+    /// A data key for up to `n` messages, and how many of them it covers (at least 1, at
+    /// most `n`). A caller with many messages takes one grant per key instead of one lookup
+    /// per message: threads sharing the cache then touch its lock and counters once per
+    /// grant. With `refresh_ahead`, the keys the rest of the `n` will need are started in
+    /// the background now (at most [`MAX_KEYS_AHEAD`]), so a large document waits for the
+    /// key service once, not at every rotation.
+    pub async fn sealing_key_for(&self, n: usize) -> Result<(Arc<SealingKey>, usize), KeyError> {
+        let n = n.max(1);
         let max = self.cfg.max_messages.max(1);
         if max == 1 {
             // A fresh key per message: no sharing to do, only bound the calls in flight.
@@ -338,58 +365,81 @@ impl KeyCache {
                 .map_err(|_| KeyError::Config("key cache closed".into()))?;
             let k = generate(self.provider.as_ref()).await?;
             k.uses.store(1, Ordering::Release);
-            return Ok(k);
+            return Ok((k, 1));
         }
         loop {
             let cell = {
                 let mut st = lock(&self.enc);
                 if let Some(k) = &st.current {
-                    if k.created.elapsed() < self.cfg.max_age && k.try_take(max) {
-                        self.count(0);
-                        let k = k.clone();
-                        if self.cfg.refresh_ahead
-                            && st.inflight.is_none()
-                            && self.nearly_spent(&k, max)
-                        {
-                            st.inflight = self.generate_in_background();
+                    if k.created.elapsed() < self.cfg.max_age {
+                        let granted = k.try_take(max, n);
+                        if granted > 0 {
+                            self.count(0);
+                            let k = k.clone();
+                            self.plan_ahead(&mut st, &k, max, n - granted);
+                            return Ok((k, granted));
                         }
-                        return Ok(k);
                     }
                     // Used up or expired: drop the cache's reference now (the key is wiped
                     // once the last message using it is done), not when a new one arrives.
                     st.current = None;
                 }
                 self.count(1);
-                // A key made ahead that failed: retry now rather than hand out its error.
-                if st
-                    .inflight
-                    .as_ref()
+                // Keys made ahead that failed: retry now rather than hand out their error.
+                while st
+                    .ahead
+                    .front()
                     .is_some_and(|c| matches!(c.get(), Some(Err(_))))
                 {
-                    st.inflight = None;
+                    st.ahead.pop_front();
                 }
-                st.inflight
-                    .get_or_insert_with(|| Arc::new(OnceCell::new()))
-                    .clone()
+                if st.ahead.is_empty() {
+                    st.ahead.push_back(Arc::new(OnceCell::new()));
+                }
+                // Not empty: one was pushed just above if there was none.
+                match st.ahead.front() {
+                    Some(c) => c.clone(),
+                    None => continue,
+                }
             };
             let res = cell
                 .get_or_init(|| generate(self.provider.as_ref()))
                 .await
                 .clone();
-            {
-                let mut st = lock(&self.enc);
-                if st.inflight.as_ref().is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                    st.inflight = None;
-                    if let Ok(k) = &res {
-                        st.current = Some(k.clone());
-                    }
+            let mut st = lock(&self.enc);
+            if st.ahead.front().is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                st.ahead.pop_front();
+                if let Ok(k) = &res {
+                    st.current = Some(k.clone());
                 }
             }
             let k = res?;
-            if k.try_take(max) {
-                return Ok(k);
+            let granted = k.try_take(max, n);
+            if granted > 0 {
+                self.plan_ahead(&mut st, &k, max, n - granted);
+                return Ok((k, granted));
             }
             // Everyone who waited on that flight used it up; go round for a new key.
+        }
+    }
+
+    /// With `refresh_ahead`: after a grant from `k`, keys for the `rest` of the caller's
+    /// messages, or the next key once `k` is 90% used (messages or age), are started in the
+    /// background, so a switch never waits for the key service.
+    fn plan_ahead(&self, st: &mut EncState, k: &SealingKey, max: usize, rest: usize) {
+        if !self.cfg.refresh_ahead {
+            return;
+        }
+        let left_in_k = max.saturating_sub(k.uses.load(Ordering::Acquire));
+        let mut want = rest.saturating_sub(left_in_k).div_ceil(max);
+        if want == 0 && self.nearly_spent(k, max) {
+            want = 1;
+        }
+        while st.ahead.len() < want.min(MAX_KEYS_AHEAD) {
+            match self.generate_in_background() {
+                Some(cell) => st.ahead.push_back(cell),
+                None => break,
+            }
         }
     }
 
@@ -400,7 +450,7 @@ impl KeyCache {
                 || k.created.elapsed() >= self.cfg.max_age.mul_f32(0.9))
     }
 
-    /// Starts `GenerateDataKey` on the current runtime and returns the flight the next
+    /// Starts `GenerateDataKey` on the current runtime and returns the flight a later
     /// `sealing_key` will take the result from (None outside a runtime: no refresh ahead).
     fn generate_in_background(&self) -> Option<Flight<SealingKey>> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
@@ -735,6 +785,56 @@ mod tests {
         assert_eq!(cache.opening_keys_held(), 0);
         cache.opening_key(&blob2).await.unwrap();
         assert_eq!(cache.opening_keys_held(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_grant_covers_up_to_the_keys_remaining_uses() {
+        let p = slow();
+        let cache = KeyCache::new(
+            p.clone(),
+            CacheConfig {
+                max_messages: 100,
+                ..Default::default()
+            },
+        );
+        let (k, n) = cache.sealing_key_for(60).await.unwrap();
+        assert_eq!(n, 60);
+        let (k2, n2) = cache.sealing_key_for(60).await.unwrap();
+        assert_eq!((n2, k2.blob_b64()), (40, k.blob_b64()));
+        let (k3, n3) = cache.sealing_key_for(60).await.unwrap();
+        assert_eq!(n3, 60);
+        assert_ne!(k3.blob_b64(), k.blob_b64());
+        assert_eq!(p.generated.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_grant_starts_the_keys_it_will_need_ahead() {
+        let p = slow();
+        let cache = KeyCache::new(
+            p.clone(),
+            CacheConfig {
+                max_messages: 100,
+                refresh_ahead: true,
+                ..Default::default()
+            },
+        );
+        // 350 messages: this key and three more, the three started now, side by side.
+        let (_, n) = cache.sealing_key_for(350).await.unwrap();
+        assert_eq!(n, 100);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(p.generated.load(Ordering::SeqCst), 4);
+        let t = std::time::Instant::now();
+        for rest in [250, 150, 50] {
+            let (_, n) = cache.sealing_key_for(rest).await.unwrap();
+            assert_eq!(n, rest.min(100));
+        }
+        assert!(t.elapsed() < Duration::from_millis(15), "{:?}", t.elapsed());
+        // The last key has 50 uses left; never more than MAX_KEYS_AHEAD made ahead, however
+        // large the document.
+        let (_, n) = cache.sealing_key_for(100_000).await.unwrap();
+        assert_eq!(n, 50);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(p.generated.load(Ordering::SeqCst), 4 + MAX_KEYS_AHEAD);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,19 @@ pub(crate) struct Sealing<'e> {
     dry: bool,
     nonces: NonceSource,
     document_key: Option<Arc<SealingKey>>,
+    /// Per-item kinds: the key of the current grant and how many more items it covers. One
+    /// grant serves many items, so threads sealing documents with one cache meet at its lock
+    /// once per grant, not once per message.
+    grant: Option<(Arc<SealingKey>, usize)>,
+    /// Items the driver said are still to come: how large a grant to ask for.
+    expected: usize,
+    /// Values sealed with the current key and not yet recorded against it.
+    unrecorded: u64,
 }
+
+/// Recorded seals may lag the real count by at most this (plus one item's values): the
+/// per-key bound is checked on the recorded count.
+const RECORD_EVERY: u64 = 4096;
 
 impl<'e> Sealing<'e> {
     /// A document of `kind` whose top level the caller has checked.
@@ -41,6 +53,9 @@ impl<'e> Sealing<'e> {
             dry,
             nonces: NonceSource::new(),
             document_key: None,
+            grant: None,
+            expected: 1,
+            unrecorded: 0,
         }
     }
 
@@ -62,6 +77,12 @@ impl<'e> Sealing<'e> {
         Ok(s)
     }
 
+    /// The driver expects `n` items: keys are asked for that many at once (and, with
+    /// `refresh_ahead`, the later ones started early). A hint: more or fewer items are fine.
+    pub(crate) fn expect(&mut self, n: usize) {
+        self.expected = n.max(1);
+    }
+
     /// The kind's layout.
     pub(crate) fn layout(&self) -> Layout {
         self.layout
@@ -78,6 +99,39 @@ impl<'e> Sealing<'e> {
         Ok(self.document_key.clone())
     }
 
+    /// Makes sure the grant covers one more item (the one at `path`), asking the cache for a
+    /// new grant when it is used up.
+    async fn take_grant(&mut self, path: &str) -> Result<(), Error> {
+        if let Some((k, left)) = &mut self.grant {
+            if *left > 0 && k.usable() {
+                *left -= 1;
+                self.expected = self.expected.saturating_sub(1).max(1);
+                return Ok(());
+            }
+        }
+        self.record();
+        let (k, granted) = self.engine.keys_at(path, self.expected).await?;
+        self.grant = Some((k, granted - 1));
+        self.expected = self.expected.saturating_sub(1).max(1);
+        Ok(())
+    }
+
+    /// Records the values sealed so far against the key that sealed them.
+    fn record(&mut self) {
+        if self.unrecorded == 0 {
+            return;
+        }
+        let key = match self.layout.key {
+            KeyScope::PerItem => self.grant.as_ref().map(|(k, _)| k),
+            KeyScope::Document => self.document_key.as_ref(),
+        };
+        if let Some(k) = key {
+            // Bounds the values per key (nonce budget), not just the messages.
+            k.record_seals(self.unrecorded);
+        }
+        self.unrecorded = 0;
+    }
+
     /// Seals one item (`m`, at `path`) in place.
     pub(crate) async fn item(
         &mut self,
@@ -85,21 +139,45 @@ impl<'e> Sealing<'e> {
         path: &mut String,
     ) -> Result<(), Error> {
         refuse_existing_key(m, path)?;
-        let key = match self.layout.key {
-            KeyScope::PerItem => self.engine.sealing_key(path, self.dry).await?,
-            KeyScope::Document => self.document_key(path).await?,
+        match self.layout.key {
+            KeyScope::PerItem if !self.dry => self.take_grant(path).await?,
+            KeyScope::PerItem => {}
+            KeyScope::Document => {
+                if self.document_key.is_none() {
+                    self.document_key(path).await?;
+                }
+            }
+        }
+        // Borrowed, not cloned: no reference count shared between threads per item.
+        let key = match (self.layout.key, self.dry) {
+            (_, true) => None,
+            (KeyScope::PerItem, false) => self.grant.as_ref().map(|(k, _)| &**k),
+            (KeyScope::Document, false) => self.document_key.as_deref(),
         };
-        self.engine
-            .seal_item(m, self.kind, key.as_deref(), path, &mut self.nonces)?;
+        let sealed = self
+            .engine
+            .seal_item(m, self.kind, key, path, &mut self.nonces)?;
         if self.layout.key == KeyScope::PerItem {
-            put_key_blob(m, key.as_deref());
+            put_key_blob(m, key);
+        }
+        self.unrecorded += sealed;
+        if self.unrecorded >= RECORD_EVERY {
+            self.record();
         }
         Ok(())
     }
 
     /// The document's key for the top level (none for per-item kinds, or a dry pass).
-    pub(crate) fn finish(self) -> Option<Arc<SealingKey>> {
-        self.document_key
+    pub(crate) fn finish(mut self) -> Option<Arc<SealingKey>> {
+        self.record();
+        self.document_key.take()
+    }
+}
+
+impl Drop for Sealing<'_> {
+    /// A document refused halfway still counts what it sealed.
+    fn drop(&mut self) {
+        self.record();
     }
 }
 

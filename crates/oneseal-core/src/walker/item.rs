@@ -284,16 +284,31 @@ impl Engine {
 
     /// A data key for the item at `path` (named in the error).
     pub(crate) async fn key_at(&self, path: &str) -> Result<Arc<SealingKey>, Error> {
-        self.cache.sealing_key().await.map_err(|source| Error::Key {
-            path: if path.is_empty() {
-                "(document)".into()
-            } else {
-                path.to_string()
-            },
-            source,
-        })
+        self.keys_at(path, 1).await.map(|(k, _)| k)
     }
 
+    /// A data key for up to `n` items from the one at `path` (named in the error), and how
+    /// many it covers.
+    pub(crate) async fn keys_at(
+        &self,
+        path: &str,
+        n: usize,
+    ) -> Result<(Arc<SealingKey>, usize), Error> {
+        self.cache
+            .sealing_key_for(n)
+            .await
+            .map_err(|source| Error::Key {
+                path: if path.is_empty() {
+                    "(document)".into()
+                } else {
+                    path.to_string()
+                },
+                source,
+            })
+    }
+
+    /// Seals one item's leaves with `key` (none: the dry pass, which only checks); returns
+    /// how many values were sealed, for the caller to record against the key.
     pub(crate) fn seal_item(
         &self,
         m: &mut Map<String, Value>,
@@ -301,7 +316,7 @@ impl Engine {
         key: Option<&SealingKey>,
         path: &mut String,
         nonces: &mut NonceSource,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         if key.is_none() {
             // The dry pass (tree and streamed paths alike) checks every item before any key
             // is made: strict mode refuses what the policy does not know.
@@ -322,11 +337,7 @@ impl Engine {
             sealed += 1;
             self.seal_media(m, im, key, path)?;
         }
-        if let Some(key) = key {
-            // Bounds the values per key (nonce budget), not just the messages.
-            key.record_seals(sealed);
-        }
-        Ok(())
+        Ok(sealed)
     }
 
     pub(crate) fn seal_media(

@@ -133,7 +133,9 @@ impl Engine {
         let mut path = String::new();
         match sealing.layout().items {
             Items::Messages => {
-                for (i, m) in messages_mut(top)?.iter_mut().enumerate() {
+                let messages = messages_mut(top)?;
+                sealing.expect(messages.len());
+                for (i, m) in messages.iter_mut().enumerate() {
                     message_path(&mut path, i);
                     sealing.item(as_object_mut(m, &path)?, &mut path).await?;
                 }
