@@ -542,7 +542,7 @@ fn check_config_reports_every_start_problem_in_one_run() {
     );
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("error: 2 problems: "), "{err}");
+    assert!(err.contains("error: 2 problems:\n  "), "{err}");
     assert!(
         err.contains("gateway.public_listen") && err.contains("is also gateway.app_listen"),
         "{err}"
@@ -553,6 +553,43 @@ fn check_config_reports_every_start_problem_in_one_run() {
     );
     assert!(err.contains("gateway.spool_dir"), "{err}");
     drop(busy);
+}
+
+/// Errors inside the config's tables are all reported by one `--check-config`, one per line,
+/// each naming its key (not the first one found, then the next on the next run).
+#[test]
+fn check_config_reports_every_table_error_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[gateway]\nmax_in_flight = 0\n[gateway.callbacks]\nforward_to = \"not a url\"\nallow_unauthenticated = true\n[gateway.flows]\nforward_to = \"http://127.0.0.1:9\"\nallow_unauthenticated = true\n",
+    )
+    .unwrap();
+    let home = dir.path().to_str().unwrap();
+    let o = oneseal(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--check-config",
+        ],
+        None,
+        &[("HOME", home), ("XDG_DATA_HOME", home)],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("error: 3 problems:\n  "), "{err}");
+    for key in [
+        "gateway.max_in_flight",
+        "gateway.callbacks.forward_to",
+        "gateway.flows.private_key",
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(&format!(": {key}: "))),
+            "{key}: {err}"
+        );
+    }
 }
 
 /// `--check-kms` makes one real GenerateDataKey and Decrypt with the configured key (here the

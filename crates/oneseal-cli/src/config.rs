@@ -16,7 +16,7 @@ use oneseal_core::{
 };
 use oneseal_kms::{AwsKmsProvider, KmsConfig};
 use oneseal_settings::env::{self, Env};
-use oneseal_settings::{check, given, resolve, ConfigError, Origin};
+use oneseal_settings::{check, given, resolve, ConfigError, ConfigErrors, Origin};
 use serde::Deserialize;
 
 use crate::cli::KeyArgs;
@@ -132,6 +132,11 @@ impl Sources {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| DEFAULT_CONFIG.into());
         CliError::usage(format!("config file {file}: {e}"))
+    }
+
+    /// Every error a config has, each said as [`Sources::error`] says one, one per line.
+    pub fn errors(&self, e: ConfigErrors) -> CliError {
+        problems(e.into_iter().map(|e| self.error(e).message).collect())
     }
 
     /// An error about the config file key `key`.
@@ -631,4 +636,14 @@ mod tests {
         let f = file_with("suite = \"cbc\"\n").unwrap();
         assert_eq!(suite::<DecryptSuite>(None, &f).unwrap(), DecryptSuite::Cbc);
     }
+}
+
+/// Several problems as one usage error: a count, then one per line (one alone as it is).
+pub fn problems(mut all: Vec<String>) -> CliError {
+    if all.len() == 1 {
+        return CliError::usage(all.remove(0));
+    }
+    let mut e = CliError::usage(format!("{} problems:", all.len()));
+    e.details = all;
+    e
 }

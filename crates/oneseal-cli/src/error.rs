@@ -18,6 +18,8 @@ pub const EXIT_KEY_SERVICE: u8 = 5;
 pub struct CliError {
     pub code: u8,
     pub message: String,
+    /// Further problems of the same run, one line each under the message.
+    pub details: Vec<String>,
 }
 
 impl CliError {
@@ -25,6 +27,7 @@ impl CliError {
         CliError {
             code,
             message: message.into(),
+            details: Vec::new(),
         }
     }
     pub fn usage(message: impl Into<String>) -> Self {
@@ -88,12 +91,16 @@ impl From<oneseal_core::KeyError> for CliError {
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One line, always: a message may quote a multi-line library error.
-        let one_line: String = self
-            .message
-            .chars()
-            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-            .collect();
-        write!(f, "oneseal: error: {one_line}")
+        // One line per problem, always: a message may quote a multi-line library error.
+        let one_line = |m: &str| -> String {
+            m.chars()
+                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+                .collect()
+        };
+        write!(f, "oneseal: error: {}", one_line(&self.message))?;
+        for d in &self.details {
+            write!(f, "\n  {}", one_line(d))?;
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use crate::error::CliError;
 
 fn gateway_config(src: &Sources) -> Result<GatewayConfig, CliError> {
     let g = src.values.gateway.clone().unwrap_or_default();
-    GatewayConfig::from_file(&g, src.env.as_ref()).map_err(|e| src.error(e))
+    GatewayConfig::from_file(&g, src.env.as_ref()).map_err(|e| src.errors(e))
 }
 
 /// Runs the command; `Ok` after a clean shutdown.
@@ -44,15 +44,8 @@ pub fn run(a: GatewayArgs, src: &Sources) -> Result<(), CliError> {
         for b in busy {
             eprintln!("oneseal: warning: {b}");
         }
-        match problems.len() {
-            0 => {}
-            1 => return Err(CliError::usage(problems.remove(0))),
-            n => {
-                return Err(CliError::usage(format!(
-                    "{n} problems: {}",
-                    problems.join("; ")
-                )))
-            }
+        if !problems.is_empty() {
+            return Err(config::problems(problems));
         }
     }
     cfg.check_local_key(keys.uses_local_key())

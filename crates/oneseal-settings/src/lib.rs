@@ -75,6 +75,85 @@ impl ConfigError {
     }
 }
 
+/// Every error found in a config, so one run reports them all (`--check-config` lists each
+/// on its own line) instead of one per run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The value of `r`, or `None` with its error kept.
+    pub fn take<T>(&mut self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+
+    /// The value of `r`, or `None` with all its errors kept (a table checked on its own).
+    pub fn take_all<T>(&mut self, r: Result<T, ConfigErrors>) -> Option<T> {
+        r.map_err(|e| self.0.extend(e.0)).ok()
+    }
+
+    /// Keeps `e`.
+    pub fn push(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+
+    /// `v` if nothing was found, else every error.
+    pub fn or<T>(self, v: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(v)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The errors, in the order of the file's tables.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The key of the first (what a caller with one error to show names).
+    pub fn key(&self) -> &str {
+        self.0.first().map_or("", |e| e.key())
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
 /// One place a setting may be given, and what it says there (if anything).
 pub type Source<'a> = (Origin, Option<&'a str>);
 

@@ -10,7 +10,7 @@ pub use oneseal_settings::check::{
     addr, http_url, is_loopback_host, plain_http_remote, seconds, within,
 };
 use oneseal_settings::env::Env;
-pub use oneseal_settings::{ConfigError, Origin};
+pub use oneseal_settings::{ConfigError, ConfigErrors, Origin};
 
 use super::settings::{BasicAuth, Secret, SigningSecret};
 

@@ -16,17 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checks::{
-    addr, basic_auth, check_paths, err, http_url, plain_http_remote, public_tls, required_auth,
-    seconds, signing_secret, within, Origin,
+    addr, check_paths, err, http_url, plain_http_remote, public_tls, seconds, within, Origin,
 };
-pub use checks::{is_loopback_host, ConfigError, MIN_PASSWORD};
+pub use checks::{is_loopback_host, ConfigError, ConfigErrors, MIN_PASSWORD};
 pub use files::{CallbacksFile, CleverTapFile, FlowsFile, GatewayFile, QueueFile};
 use oneseal_settings::env::Env;
 pub use settings::{
     BasicAuth, CallbacksConfig, CleverTapConfig, FlowsConfig, QueueConfig, QueueKind,
     RedisQueueConfig, Secret, SigningSecret, SqsQueueConfig,
 };
-use tables::{clevertap_config, flows_config};
+use tables::{callbacks_config, clevertap_config, flows_config};
 
 /// The most in-flight requests a limit may allow (the semaphore's own maximum).
 const IN_FLIGHT_MAX: usize = tokio::sync::Semaphore::MAX_PERMITS;
@@ -78,56 +77,47 @@ pub struct GatewayConfig {
 pub const MAX_MEDIA_BYTES: u64 = 30 * 1024 * 1024;
 
 impl GatewayConfig {
-    /// Validates `file`. `env` looks up environment variables (secrets are named in the
-    /// config, read from the environment).
-    pub fn from_file(file: &GatewayFile, env: &dyn Env) -> Result<GatewayConfig, ConfigError> {
-        let upstream = http_url(
-            Origin::file("gateway.upstream"),
-            file.upstream
-                .as_deref()
-                .unwrap_or("https://platform.clickatell.com"),
-        )?;
-        if upstream.path() != "/" && !upstream.path().is_empty() {
-            return Err(err(
-                "gateway.upstream",
-                "give only scheme and host (e.g. https://platform.clickatell.com), no path",
-            ));
-        }
-        if plain_http_remote(&upstream) && file.allow_insecure_upstream != Some(true) {
-            return Err(err(
-                "gateway.upstream",
-                format!("{upstream} is plain http to a host that is not on loopback: API keys and ciphertext would cross the network in clear; use https, or set allow_insecure_upstream = true"),
-            ));
-        }
-        let app_listen = addr(
+    /// Validates `file`, reporting every error it has at once. `env` looks up environment
+    /// variables (secrets are named in the config, read from the environment).
+    pub fn from_file(file: &GatewayFile, env: &dyn Env) -> Result<GatewayConfig, ConfigErrors> {
+        let mut found = ConfigErrors::default();
+        let upstream = found.take(upstream_url(file));
+        let app_listen = found.take(addr(
             Origin::file("gateway.app_listen"),
             file.app_listen.as_deref(),
             "127.0.0.1:8080",
-        )?;
-        let app_url = match &file.app_url {
-            Some(u) => {
-                http_url(Origin::file("gateway.app_url"), u)?;
-                u.trim_end_matches('/').to_string()
-            }
-            None => format!("http://{app_listen}"),
+        ));
+        let app_url = match (&file.app_url, app_listen) {
+            (Some(u), _) => found
+                .take(http_url(Origin::file("gateway.app_url"), u))
+                .map(|_| u.trim_end_matches('/').to_string()),
+            (None, Some(a)) => Some(format!("http://{a}")),
+            (None, None) => None,
         };
-        let max_in_flight = within(
+        let max_in_flight = found.take(within(
             Origin::file("gateway.max_in_flight"),
             file.max_in_flight,
             4096,
             1..=IN_FLIGHT_MAX,
-        )?;
+        ));
         let secs = |key: &str, v: Option<u64>, default: u64| {
             seconds(Origin::file(key), v, default, 1..=3600)
         };
-        let max_body_bytes = within(
+        let max_body_bytes = found.take(within(
             Origin::file("gateway.max_body_bytes"),
             file.max_body_bytes,
             32 << 20,
             1024..=1 << 30,
-        )?;
-        let spool_dir = match &file.spool_dir {
-            Some(p) => p.clone(),
+        ));
+        // One body of the largest size must fit.
+        let max_body_memory = found.take(within(
+            Origin::file("gateway.max_body_memory_bytes"),
+            file.max_body_memory_bytes,
+            256 << 20,
+            max_body_bytes.unwrap_or(1024)..=1 << 40,
+        ));
+        let spool_dir = found.take(match &file.spool_dir {
+            Some(p) => Ok(p.clone()),
             None => dirs::data_dir()
                 .map(|d| d.join("oneseal").join("spool"))
                 .ok_or_else(|| {
@@ -135,174 +125,187 @@ impl GatewayConfig {
                         "gateway.spool_dir",
                         "no data directory on this system: set it",
                     )
-                })?,
-        };
-        let callbacks = match &file.callbacks {
-            None => None,
-            Some(c) => {
-                let path = c.path.clone().unwrap_or_else(|| "/callbacks".into());
-                if !path.starts_with('/') {
-                    return Err(err("gateway.callbacks.path", "must start with '/'"));
-                }
-                let forward_to = http_url(
-                    Origin::file("gateway.callbacks.forward_to"),
-                    c.forward_to.as_deref().ok_or_else(|| {
-                        err(
-                            "gateway.callbacks.forward_to",
-                            "missing: the URL of the app's callback handler",
-                        )
-                    })?,
-                )?;
-                let auth = required_auth(
-                    basic_auth(
-                        "gateway.callbacks.username",
-                        "gateway.callbacks.password_env",
-                        c.username.as_ref(),
-                        c.password_env.as_ref(),
-                        env,
-                    )?,
-                    c.allow_unauthenticated,
-                    "gateway.callbacks.username",
-                    "its callbacks",
-                )?;
-                let max_retry_age = seconds(
-                    Origin::file("gateway.callbacks.max_retry_age_seconds"),
-                    c.max_retry_age_seconds,
-                    86_400,
-                    1..=30 * 86_400,
-                )?;
-                Some(CallbacksConfig {
-                    path,
-                    forward_to,
-                    auth,
-                    max_retry: secs(
-                        "gateway.callbacks.max_retry_seconds",
-                        c.max_retry_seconds,
-                        300,
-                    )?,
-                    max_retry_age,
-                    accept_plaintext: c.accept_plaintext == Some(true),
-                    signing: c
-                        .signing_secret_env
-                        .as_deref()
-                        .map(|var| signing_secret("gateway.callbacks.signing_secret_env", var, env))
-                        .transpose()?,
-                })
-            }
-        };
-        let upstream_timeout = secs(
+                }),
+        });
+        let callbacks = found.take_all(
+            file.callbacks
+                .as_ref()
+                .map(|c| callbacks_config(c, env))
+                .transpose(),
+        );
+        let upstream_timeout = found.take(secs(
             "gateway.upstream_timeout_seconds",
             file.upstream_timeout_seconds,
             30,
-        )?;
-        let cfg = GatewayConfig {
-            queue: file
-                .queue
+        ));
+        let queue = found.take_all(
+            file.queue
                 .as_ref()
-                .map(|q| queue::queue_config(q, upstream_timeout, env))
-                .transpose()?,
+                .map(|q| {
+                    // Checked against the default attempt time if that setting is wrong too.
+                    let attempt = upstream_timeout.unwrap_or(Duration::from_secs(30));
+                    queue::queue_config(q, attempt, env)
+                })
+                .transpose(),
+        );
+        let public_listen = found.take(addr(
+            Origin::file("gateway.public_listen"),
+            file.public_listen.as_deref(),
+            "127.0.0.1:8081",
+        ));
+        let admin_listen = found.take(addr(
+            Origin::file("gateway.admin_listen"),
+            file.admin_listen.as_deref(),
+            "127.0.0.1:9090",
+        ));
+        let request_timeout = found.take(secs(
+            "gateway.request_timeout_seconds",
+            file.request_timeout_seconds,
+            60,
+        ));
+        let public_max_in_flight = found.take(within(
+            Origin::file("gateway.public_max_in_flight"),
+            file.public_max_in_flight,
+            1024,
+            1..=IN_FLIGHT_MAX,
+        ));
+        let max_connections = found.take(within(
+            Origin::file("gateway.max_connections"),
+            file.max_connections,
+            25_000,
+            1..=1_000_000,
+        ));
+        let header_read_timeout = found.take(seconds(
+            Origin::file("gateway.header_read_timeout_seconds"),
+            file.header_read_timeout_seconds,
+            10,
+            1..=300,
+        ));
+        let mut passthrough = Vec::new();
+        for p in file.passthrough.iter().flatten() {
+            match oneseal_core::FieldPath::parse_many(p) {
+                Ok(v) => passthrough.extend(v),
+                Err(e) => found.push(err("gateway.passthrough", e.to_string())),
+            }
+        }
+        let public_tls = found.take(public_tls(
+            file.tls_cert.as_deref(),
+            file.tls_key.as_deref(),
+        ));
+        let clevertap = found.take_all(
+            file.clevertap
+                .as_ref()
+                .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
+                .transpose(),
+        );
+        let flows = found.take_all(
+            file.flows
+                .as_ref()
+                .map(|f| flows_config(f, env))
+                .transpose(),
+        );
+        // Each `None` here had its error kept above.
+        let (
+            Some(upstream),
+            Some(app_listen),
+            Some(app_url),
+            Some(max_in_flight),
+            Some(max_body_bytes),
+            Some(max_body_memory),
+            Some(spool_dir),
+            Some(callbacks),
+            Some(upstream_timeout),
+            Some(queue),
+            Some(public_listen),
+            Some(admin_listen),
+            Some(request_timeout),
+            Some(public_max_in_flight),
+            Some(max_connections),
+            Some(header_read_timeout),
+            Some(public_tls),
+            Some(clevertap),
+            Some(flows),
+        ) = (
+            upstream,
             app_listen,
-            public_listen: addr(
-                Origin::file("gateway.public_listen"),
-                file.public_listen.as_deref(),
-                "127.0.0.1:8081",
-            )?,
-            admin_listen: addr(
-                Origin::file("gateway.admin_listen"),
-                file.admin_listen.as_deref(),
-                "127.0.0.1:9090",
-            )?,
+            app_url,
+            max_in_flight,
+            max_body_bytes,
+            max_body_memory,
+            spool_dir,
+            callbacks,
+            upstream_timeout,
+            queue,
+            public_listen,
+            admin_listen,
+            request_timeout,
+            public_max_in_flight,
+            max_connections,
+            header_read_timeout,
+            public_tls,
+            clevertap,
+            flows,
+        )
+        else {
+            return Err(found);
+        };
+        let mut cfg = GatewayConfig {
+            queue,
+            app_listen,
+            public_listen,
+            admin_listen,
             upstream,
             app_url,
             public_url: file.public_url.clone(),
             spool_dir,
             max_in_flight,
             upstream_timeout,
-            request_timeout: secs(
-                "gateway.request_timeout_seconds",
-                file.request_timeout_seconds,
-                60,
-            )?,
+            request_timeout,
             max_body_bytes,
-            // One body of the largest size must fit.
-            max_body_memory: within(
-                Origin::file("gateway.max_body_memory_bytes"),
-                file.max_body_memory_bytes,
-                256 << 20,
-                max_body_bytes..=1 << 40,
-            )?,
-            public_max_in_flight: within(
-                Origin::file("gateway.public_max_in_flight"),
-                file.public_max_in_flight,
-                1024,
-                1..=IN_FLIGHT_MAX,
-            )?,
-            max_connections: within(
-                Origin::file("gateway.max_connections"),
-                file.max_connections,
-                25_000,
-                1..=1_000_000,
-            )?,
-            header_read_timeout: seconds(
-                Origin::file("gateway.header_read_timeout_seconds"),
-                file.header_read_timeout_seconds,
-                10,
-                1..=300,
-            )?,
+            max_body_memory,
+            public_max_in_flight,
+            max_connections,
+            header_read_timeout,
             http2: file.http2 == Some(true),
             allow_local_key: file.allow_local_key == Some(true),
             strict: file.strict != Some(false),
-            passthrough: {
-                let mut v = Vec::new();
-                for p in file.passthrough.iter().flatten() {
-                    v.extend(
-                        oneseal_core::FieldPath::parse_many(p)
-                            .map_err(|e| err("gateway.passthrough", e.to_string()))?,
-                    );
-                }
-                v
-            },
+            passthrough,
             warnings: Vec::new(),
             callbacks,
-            public_tls: public_tls(file.tls_cert.as_deref(), file.tls_key.as_deref())?,
-            clevertap: file
-                .clevertap
-                .as_ref()
-                .map(|c| clevertap_config(c, file.public_url.as_deref(), env))
-                .transpose()?,
-            flows: file
-                .flows
-                .as_ref()
-                .map(|f| flows_config(f, env))
-                .transpose()?,
+            public_tls,
+            clevertap,
+            flows,
         };
-        let media_prefix = cfg.clevertap.as_ref().map(|c| format!("{}/media", c.path));
+        cfg.check_routes(&mut found);
+        cfg.warnings = cfg.exposure_warnings();
+        found.or(cfg)
+    }
+
+    /// The public routes' paths: literal, distinct, and none under the CleverTap media links.
+    fn check_routes(&self, found: &mut ConfigErrors) {
         let mut paths: Vec<(&str, &str)> = Vec::new();
-        if let Some(c) = &cfg.callbacks {
+        if let Some(c) = &self.callbacks {
             paths.push(("gateway.callbacks.path", &c.path));
         }
-        if let Some(c) = &cfg.clevertap {
+        if let Some(c) = &self.clevertap {
             paths.push(("gateway.clevertap.path", &c.path));
             paths.push(("gateway.clevertap.callbacks_path", &c.callbacks_path));
         }
-        if let Some(f) = &cfg.flows {
+        if let Some(f) = &self.flows {
             paths.push(("gateway.flows.path", &f.path));
         }
-        check_paths(&paths)?;
-        if let Some(prefix) = &media_prefix {
-            if let Some((key, p)) = paths
-                .iter()
-                .find(|(k, p)| *k != "gateway.clevertap.path" && p.starts_with(prefix.as_str()))
-            {
-                return Err(err(
-                    key,
-                    format!("{p:?} is under {prefix}, where the CleverTap media links are"),
-                ));
+        found.take(check_paths(&paths));
+        if let Some(c) = &self.clevertap {
+            let prefix = format!("{}/media", c.path);
+            for (key, p) in &paths {
+                if *key != "gateway.clevertap.path" && p.starts_with(prefix.as_str()) {
+                    found.push(err(
+                        key,
+                        format!("{p:?} is under {prefix}, where the CleverTap media links are"),
+                    ));
+                }
             }
         }
-        let mut cfg = cfg;
-        cfg.warnings = cfg.exposure_warnings();
-        Ok(cfg)
     }
 
     /// Settings that work but expose something: one warning line each at start.
@@ -357,4 +360,28 @@ impl GatewayConfig {
         }
         Ok(())
     }
+}
+
+/// `gateway.upstream`: scheme and host only, and not plain http to a remote host unless
+/// allowed.
+fn upstream_url(file: &GatewayFile) -> Result<http::Uri, ConfigError> {
+    let upstream = http_url(
+        Origin::file("gateway.upstream"),
+        file.upstream
+            .as_deref()
+            .unwrap_or("https://platform.clickatell.com"),
+    )?;
+    if upstream.path() != "/" && !upstream.path().is_empty() {
+        return Err(err(
+            "gateway.upstream",
+            "give only scheme and host (e.g. https://platform.clickatell.com), no path",
+        ));
+    }
+    if plain_http_remote(&upstream) && file.allow_insecure_upstream != Some(true) {
+        return Err(err(
+            "gateway.upstream",
+            format!("{upstream} is plain http to a host that is not on loopback: API keys and ciphertext would cross the network in clear; use https, or set allow_insecure_upstream = true"),
+        ));
+    }
+    Ok(upstream)
 }

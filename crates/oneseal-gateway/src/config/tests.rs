@@ -1,6 +1,6 @@
 use super::*;
 
-fn parse(t: &str) -> Result<GatewayConfig, ConfigError> {
+fn parse(t: &str) -> Result<GatewayConfig, ConfigErrors> {
     let f: GatewayFile = toml::from_str(t).unwrap();
     GatewayConfig::from_file(&f, &|k: &str| match k {
         "PW" => Some("secret-of-16-chars!".to_string()),
@@ -91,7 +91,7 @@ fn defaults_and_errors_name_the_key() {
     let e = parse("[callbacks]\npath = \"/cb\"").unwrap_err();
     assert_eq!(e.key(), "gateway.callbacks.forward_to");
     let e = parse("[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"NOPE\"").unwrap_err();
-    assert!(e.message.contains("NOPE"), "{e}");
+    assert!(e.to_string().contains("NOPE"), "{e}");
     let c = parse(
         "[callbacks]\nforward_to = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"PW\"",
     )
@@ -114,4 +114,30 @@ fn defaults_and_errors_name_the_key() {
         "gateway.callbacks.path"
     );
     assert!(parse(&format!("{cb}\"/whatsapp/cb-1\"")).is_ok());
+}
+
+/// One run reports every error of the file, in every table, not the first one found.
+#[test]
+fn every_error_in_the_file_is_reported_at_once() {
+    let e = parse(
+        "max_in_flight = 0\nupstream = \"ftp://x\"\n\
+         [callbacks]\nforward_to = \"nope\"\nusername = \"u\"\npassword_env = \"SHORT\"\n\
+         [flows]\nforward_to = \"http://127.0.0.1:9\"\n\
+         [queue]\nkind = \"kafka\"\nlease_seconds = 1",
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = e.iter().map(|e| e.key()).collect();
+    for k in [
+        "gateway.upstream",
+        "gateway.max_in_flight",
+        "gateway.callbacks.forward_to",
+        "gateway.callbacks.password_env",
+        "gateway.queue.lease_seconds",
+        "gateway.queue.kind",
+        "gateway.flows.private_key",
+        "gateway.flows.app_secret_env",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    assert_eq!(e.len(), 8, "{e}");
 }
