@@ -29,3 +29,41 @@ for cfg in queue.toml spool.toml; do
     || { echo "check-manifests: the ConfigMap's $cfg does not pass --check-config" >&2; exit 1; }
   echo "check-manifests: the ConfigMap's $cfg passes --check-config"
 done
+
+# The monitoring files: the alert rules and the dashboard name only metrics the gateway
+# exports (a renamed metric would leave an alert that never fires).
+python3 - <<'PY'
+import glob, json, re, sys, yaml
+exported = set()
+for f in glob.glob("crates/**/*.rs", recursive=True):
+    exported |= set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(oneseal_[a-z_]+)"', open(f).read()))
+rules = yaml.safe_load(open("deploy/monitoring/alerts.yaml"))
+exprs = []
+for g in rules["groups"]:
+    for r in g["rules"]:
+        assert r.get("alert") and r.get("expr") and r["labels"]["severity"] in ("critical", "warning"), r
+        exprs.append(r["expr"])
+dash = json.load(open("deploy/monitoring/grafana-dashboard.json"))
+exprs += [t["expr"] for p in dash["panels"] for t in p["targets"]]
+bad = set()
+for e in exprs:
+    for name in re.findall(r"oneseal_[a-z_]+", e):
+        if re.sub(r"_(bucket|count|sum)$", "", name) not in exported:
+            bad.add(name)
+if bad:
+    sys.exit(f"check-manifests: the monitoring files name metrics the gateway does not export: {sorted(bad)}")
+print(f"check-manifests: {len(exprs)} alert and dashboard expressions name only exported metrics")
+PY
+
+# The systemd unit, as systemd itself reads it (the binary path pointed at this build; the
+# man page and the secrets file are not installed here).
+if command -v systemd-analyze >/dev/null; then
+  sed "s|/usr/local/bin/oneseal|$(realpath "$BIN")|g; s|^EnvironmentFile=/|EnvironmentFile=-/|" \
+    deploy/systemd/oneseal-gateway.service > "$WORK/oneseal-gateway.service"
+  systemd-analyze verify --man=no "$WORK/oneseal-gateway.service"
+  grep -q '^Environment=.*\(PASSWORD\|SECRET\)' deploy/systemd/oneseal-gateway.service \
+    && { echo "check-manifests: a secret in the unit's Environment=" >&2; exit 1; }
+  echo "check-manifests: the systemd unit passes systemd-analyze verify"
+else
+  echo "check-manifests: systemd-analyze is missing (install systemd)" >&2; exit 1
+fi

@@ -25,7 +25,7 @@ if ! python3 -c 'import moto.server, boto3, cryptography, flask, standardwebhook
 fi
 python3 -c 'import moto.server, boto3, cryptography, standardwebhooks'
 
-for tool in redis-server:redis-server buildah:buildah java:openjdk-17-jre-headless; do
+for tool in redis-server:redis-server buildah:buildah java:openjdk-17-jre-headless systemd-analyze:systemd; do
   cmd=${tool%%:*}; pkg=${tool#*:}
   command -v "$cmd" >/dev/null 2>&1 && continue
   if command -v apt-get >/dev/null 2>&1; then

@@ -555,6 +555,38 @@ fn check_config_reports_every_start_problem_in_one_run() {
     drop(busy);
 }
 
+/// The repository's `oneseal.example.toml` is exactly what `--print-config` prints, and that
+/// text passes `--check-config` once the key is named (the local key is refused with the real
+/// platform).
+#[test]
+fn the_example_config_is_the_printed_one_and_passes_check_config() {
+    let o = oneseal(&["gateway", "--print-config"], None, &[]);
+    assert!(o.status.success());
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oneseal.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), example);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("oneseal.toml");
+    std::fs::write(&cfg, &o.stdout).unwrap();
+    let home = dir.path().to_str().unwrap();
+    let o = oneseal(
+        &["gateway", "--config", cfg.to_str().unwrap(), "--check-config"],
+        None,
+        &[
+            ("HOME", home),
+            ("XDG_DATA_HOME", home),
+            ("ONESEAL_KMS_KEY_ID", "alias/whatsapp"),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Errors inside the config's tables are all reported by one `--check-config`, one per line,
 /// each naming its key (not the first one found, then the next on the next run).
 #[test]

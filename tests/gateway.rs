@@ -232,11 +232,17 @@ fn app_side_routes_send_only_ciphertext_and_return_the_platforms_answer() {
         "oneseal_gateway_request_duration_seconds",
         "oneseal_kms_calls_total",
         "oneseal_spool_depth",
-        "oneseal_key_cache_lookups",
+        "# TYPE oneseal_key_cache_lookups_total counter",
         "route=\"/v1/message\"",
+        // Latency as histograms (buckets sum over replicas), not summaries.
+        "# TYPE oneseal_gateway_request_duration_seconds histogram",
+        "oneseal_gateway_request_duration_seconds_bucket{",
+        "le=\"0.005\"",
+        "# TYPE oneseal_kms_call_duration_seconds histogram",
     ] {
         assert!(m.contains(needle), "{needle} missing from /metrics:\n{m}");
     }
+    assert!(!m.contains("quantile="), "a summary in /metrics:\n{m}");
     // An access-log line per request (request id, path, status, latency); no plaintext,
     // keys or Authorization in the logs.
     let log = r.log();

@@ -56,10 +56,11 @@ pub async fn metrics_text(State(g): State<Arc<Admin>>) -> Response {
         ("seal", st.seal_hits, st.seal_misses),
         ("open", st.open_hits, st.open_misses),
     ] {
-        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "hit")
-            .set(hit as f64);
-        metrics::gauge!("oneseal_key_cache_lookups", "side" => side, "result" => "miss")
-            .set(miss as f64);
+        // Counters (they only grow), set to the cache's own running totals.
+        metrics::counter!("oneseal_key_cache_lookups_total", "side" => side, "result" => "hit")
+            .absolute(hit);
+        metrics::counter!("oneseal_key_cache_lookups_total", "side" => side, "result" => "miss")
+            .absolute(miss);
     }
     (
         [(

@@ -137,7 +137,13 @@ pub enum GatewayError {
     Serve(std::io::Error),
 }
 
-/// A provider wrapper that counts key-service calls by operation and outcome, and keeps
+/// Latency buckets (seconds) of every `*_duration_seconds` histogram: fine below 10 ms
+/// (where the gateway's own cost is), coarse up to the 60 s request timeout.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A provider wrapper that counts key-service calls by operation and outcome, times them, and keeps
 /// the readiness flag (a probe never calls the key service itself).
 #[derive(Debug)]
 struct Observed {
@@ -146,7 +152,7 @@ struct Observed {
 }
 
 impl Observed {
-    fn note<T>(&self, op: &'static str, r: &Result<T, KeyError>) {
+    fn note<T>(&self, op: &'static str, started: std::time::Instant, r: &Result<T, KeyError>) {
         let outcome = match r {
             Ok(_) => "ok",
             Err(e) if e.class() == ErrorClass::KeyService => "unavailable",
@@ -154,6 +160,8 @@ impl Observed {
         };
         metrics::counter!("oneseal_kms_calls_total", "operation" => op, "outcome" => outcome)
             .increment(1);
+        metrics::histogram!("oneseal_kms_call_duration_seconds", "operation" => op)
+            .record(started.elapsed().as_secs_f64());
     }
 
     /// Readiness follows GenerateDataKey only: whether this instance can encrypt. A `Decrypt`
@@ -167,14 +175,16 @@ impl Observed {
 #[async_trait]
 impl KeyProvider for Observed {
     async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
+        let t = std::time::Instant::now();
         let r = self.inner.generate_data_key().await;
-        self.note("GenerateDataKey", &r);
+        self.note("GenerateDataKey", t, &r);
         self.ready(&r);
         r
     }
     async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
+        let t = std::time::Instant::now();
         let r = self.inner.decrypt_data_key(blob).await;
-        self.note("Decrypt", &r);
+        self.note("Decrypt", t, &r);
         r
     }
 }
@@ -495,6 +505,13 @@ pub async fn run(
         tracing::warn!("{w}");
     }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        // Latencies as histograms with fixed buckets, not summaries: buckets sum over a
+        // fleet of replicas (quantiles cannot), and a dashboard takes any quantile from them.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .map_err(|e| GatewayError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| GatewayError::Metrics(e.to_string()))?;
     let queue = match &cfg.queue {
