@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The Kubernetes manifests, checked (CI runs this): every file against the schemas of a pinned
-# Kubernetes version (kubernetes-validate, strict: unknown fields are errors), and the two
-# configs in the ConfigMap through `oneseal gateway --check-config`.
+# The files an operator deploys from, checked (CI runs this): the Kubernetes manifests against
+# the schemas of a pinned Kubernetes version (kubernetes-validate, strict: unknown fields are
+# errors) and the two configs in the ConfigMap through `oneseal gateway --check-config`; the
+# alert rules and the dashboard; the systemd unit (systemd-analyze verify); the OpenAPI
+# description (openapi-spec-validator, and against the routes and error codes served).
 #
 # Usage: deploy/check-manifests.sh [BINARY]   (default target/debug/oneseal)
 set -euo pipefail
@@ -67,3 +69,30 @@ if command -v systemd-analyze >/dev/null; then
 else
   echo "check-manifests: systemd-analyze is missing (install systemd)" >&2; exit 1
 fi
+
+# The OpenAPI description: valid OpenAPI 3.1, every route the gateway serves described (and
+# nothing else), every error code the gateway answers with in its enum.
+python3 - <<'PY'
+import glob, re, sys
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+doc, _ = read_from_filename("docs/openapi.yaml")
+validate(doc)
+src = open("crates/oneseal-gateway/src/lib.rs").read()
+served = set(re.findall(r'\.route\(\s*"(/[^"]*)"', src))
+# Configurable paths, at their defaults.
+served |= {"/callbacks", "/flows", "/clevertap/messages", "/clevertap/messages/media/{token}", "/clevertap/callbacks"}
+described = set(doc["paths"])
+codes = set()
+for f in glob.glob("crates/oneseal-gateway/src/**/*.rs", recursive=True):
+    codes |= set(re.findall(r'ApiError::(?:new|unavailable)\(\s*(?:StatusCode::\w+,\s*)?"([a-z_]+)"', open(f).read()))
+enum = set(doc["components"]["schemas"]["ErrorCode"]["enum"])
+problems = []
+if served != described:
+    problems.append(f"routes served but not described: {sorted(served - described)}; described but not served: {sorted(described - served)}")
+if not codes or codes - enum:
+    problems.append(f"error codes missing from ErrorCode: {sorted(codes - enum)}")
+if problems:
+    sys.exit("check-manifests: docs/openapi.yaml: " + "; ".join(problems))
+print(f"check-manifests: docs/openapi.yaml is valid OpenAPI and describes all {len(served)} routes and {len(codes)} error codes")
+PY
