@@ -572,7 +572,12 @@ fn the_example_config_is_the_printed_one_and_passes_check_config() {
     std::fs::write(&cfg, &o.stdout).unwrap();
     let home = dir.path().to_str().unwrap();
     let o = oneseal(
-        &["gateway", "--config", cfg.to_str().unwrap(), "--check-config"],
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--check-config",
+        ],
         None,
         &[
             ("HOME", home),
@@ -580,11 +585,62 @@ fn the_example_config_is_the_printed_one_and_passes_check_config() {
             ("ONESEAL_KMS_KEY_ID", "alias/whatsapp"),
         ],
     );
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `oneseal man` renders oneseal(1) from the clap definitions, with every subcommand in it;
+/// `--out-dir` writes a page per subcommand too, and the repository's `docs/man` is exactly
+/// those pages.
+#[test]
+fn the_man_pages_are_generated_and_match_the_repository_copy() {
+    let o = oneseal(&["man"], None, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = String::from_utf8(o.stdout).unwrap();
+    assert!(page.contains(".TH oneseal 1"), "{page}");
+    for sub in [
+        "encrypt",
+        "decrypt",
+        "media",
+        "flows",
+        "key",
+        "gateway",
+        "completions",
+    ] {
+        assert!(
+            page.contains(&format!("oneseal\\-{sub}(1)")),
+            "{sub} missing"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = oneseal(
+        &["man", "--out-dir", dir.path().to_str().unwrap()],
+        None,
+        &[],
     );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
+    let made = names(dir.path());
+    assert!(made.contains(&"oneseal-gateway.1".to_string()), "{made:?}");
+    assert_eq!(
+        made,
+        names(&repo),
+        "docs/man is stale: oneseal man --out-dir docs/man"
+    );
+    for n in &made {
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(n)).unwrap(),
+            std::fs::read_to_string(repo.join(n)).unwrap(),
+            "docs/man/{n} is stale: oneseal man --out-dir docs/man"
+        );
+    }
 }
 
 /// Errors inside the config's tables are all reported by one `--check-config`, one per line,

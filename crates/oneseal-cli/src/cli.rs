@@ -87,7 +87,20 @@ pub enum Command {
         #[arg(value_name = "SHELL", value_parser = ["bash", "zsh", "fish", "powershell"])]
         shell: String,
     },
+    /// Print the man page oneseal(1) (roff) on stdout, or write it and one page per
+    /// subcommand (oneseal-encrypt(1), …) into a directory.
+    #[command(after_help = MAN_AFTER)]
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
+
+const MAN_AFTER: &str = "\
+Install:
+  mkdir -p ~/.local/share/man/man1 && oneseal man --out-dir ~/.local/share/man/man1
+  man oneseal";
 
 const GATEWAY_AFTER: &str = "\
 Examples:

@@ -237,6 +237,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = &cli.command {
         return completions(shell);
     }
+    if let Command::Man { out_dir } = &cli.command {
+        return man(out_dir.as_deref());
+    }
     if let Command::Gateway(g) = &cli.command {
         if g.print_config {
             // Before the config file is read: a broken one must not hide its own sample.
@@ -255,13 +258,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Flows(f) => flows::run(f),
         Command::Key(KeyCommand::Init { local_key }) => docs::key_init(local_key, &src),
         Command::Gateway(g) => gateway::run(g, &src),
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
 }
 
 fn completions(shell: &str) -> Result<(), CliError> {
     use clap_complete::Shell;
-    use std::io::Write;
     let shell = match shell {
         "bash" => Shell::Bash,
         "zsh" => Shell::Zsh,
@@ -273,12 +275,36 @@ fn completions(shell: &str) -> Result<(), CliError> {
             )))
         }
     };
-    // Into memory first: clap_complete panics on a write error, and a reader that stops
-    // early (`| head -1`) is not an error.
+    // Into memory first: clap_complete panics on a write error.
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "oneseal", &mut script);
+    print_quietly(&script)
+}
+
+/// `oneseal man`: the man pages, from the same clap definitions as `--help`.
+fn man(out_dir: Option<&std::path::Path>) -> Result<(), CliError> {
+    // The release, not the commit: the pages in the repository (docs/man) stay equal.
+    let cmd = Cli::command().version(env!("CARGO_PKG_VERSION"));
+    match out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| CliError::io("create", dir, e))?;
+            clap_mangen::generate_to(cmd, dir).map_err(|e| CliError::io("write", dir, e))
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(|e| CliError::io("render", std::path::Path::new("oneseal.1"), e))?;
+            print_quietly(&page)
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head -1`) is not an error.
+fn print_quietly(bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match out.write_all(&script).and_then(|_| out.flush()) {
+    match out.write_all(bytes).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::io("write", std::path::Path::new("<stdout>"), e)),

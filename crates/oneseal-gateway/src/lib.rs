@@ -41,7 +41,6 @@ mod app;
 mod auth;
 mod body;
 mod clevertap;
-#[allow(missing_docs)]
 pub mod config;
 mod error;
 mod flows;

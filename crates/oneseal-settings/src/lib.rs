@@ -3,8 +3,10 @@
 //! A setting is resolved once, in the order flag → environment → config file → default
 //! ([`resolve`]), and every error names where the bad value came from ([`Origin`]): the
 //! flag, the environment variable, or the config file's key. Every environment variable
-//! oneseal reads itself is named in [`env`]; every range, URL, address and secret check is in
+//! oneseal reads itself is named in [`env`](mod@env); every range, URL, address and secret check is in
 //! [`check`], so the CLI's flags and the gateway's tables refuse a value the same way.
+
+#![warn(missing_docs)]
 
 pub mod check;
 pub mod env;
@@ -47,11 +49,14 @@ impl fmt::Display for Origin {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: {message}")]
 pub struct ConfigError {
+    /// Where the bad value came from.
     pub origin: Origin,
+    /// What is wrong with it, and what to do.
     pub message: String,
 }
 
 impl ConfigError {
+    /// An error about the value from `origin`.
     pub fn new(origin: Origin, message: impl Into<String>) -> ConfigError {
         ConfigError {
             origin,

@@ -33,17 +33,25 @@ const IN_FLIGHT_MAX: usize = tokio::sync::Semaphore::MAX_PERMITS;
 /// The validated gateway configuration.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
+    /// The app side's address (plain One API in; never public).
     pub app_listen: SocketAddr,
+    /// The public side's address (callbacks, Flows, CleverTap).
     pub public_listen: SocketAddr,
+    /// The admin side's address (`/livez`, `/readyz`, `/metrics`).
     pub admin_listen: SocketAddr,
     /// Scheme and authority of the platform (`https://platform.clickatell.com`).
     pub upstream: http::Uri,
     /// How the business's app reaches the app side (for rewritten download links).
     pub app_url: String,
+    /// How CleverTap reaches the public side (media links).
     pub public_url: Option<String>,
+    /// Where callbacks wait until the app has them (the local spool).
     pub spool_dir: PathBuf,
+    /// In-flight requests on the app side; more are shed with a 503.
     pub max_in_flight: usize,
+    /// Time the platform (or the app) has to answer one request.
     pub upstream_timeout: Duration,
+    /// Time one app-side request may take in all.
     pub request_timeout: Duration,
     /// Largest JSON body accepted (every JSON route).
     pub max_body_bytes: usize,
@@ -61,13 +69,17 @@ pub struct GatewayConfig {
     pub allow_local_key: bool,
     /// The field policy's strict mode, and the paths it forwards as they are.
     pub strict: bool,
+    /// Paths strict mode forwards as they are, relative to each message.
     pub passthrough: Vec<oneseal_core::FieldPath>,
     /// One line each, logged at start: settings that work but expose something.
     pub warnings: Vec<String>,
+    /// The platform's callbacks (`[gateway.callbacks]`), if configured.
     pub callbacks: Option<CallbacksConfig>,
     /// TLS for the public listener (rustls), when `tls_cert` and `tls_key` are set.
     pub public_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// The WhatsApp Flows endpoint (`[gateway.flows]`), if configured.
     pub flows: Option<FlowsConfig>,
+    /// The CleverTap bridge (`[gateway.clevertap]`), if configured.
     pub clevertap: Option<CleverTapConfig>,
     /// The shared queue callbacks go through; `None`: the local spool.
     pub queue: Option<QueueConfig>,

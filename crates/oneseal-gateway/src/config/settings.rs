@@ -8,7 +8,9 @@ use oneseal_flows::BusinessKey;
 /// HTTP basic auth credentials, the password read from the environment.
 #[derive(Clone)]
 pub struct BasicAuth {
+    /// The user name.
     pub username: String,
+    /// The password (wiped on drop).
     pub password: zeroize::Zeroizing<String>,
 }
 
@@ -21,8 +23,11 @@ impl std::fmt::Debug for BasicAuth {
 /// The callback relay's settings.
 #[derive(Debug, Clone)]
 pub struct CallbacksConfig {
+    /// The route's path on the public side.
     pub path: String,
+    /// The app's handler the decrypted callbacks are posted to.
     pub forward_to: http::Uri,
+    /// Basic auth the platform sends (None only if allowed to be unauthenticated).
     pub auth: Option<BasicAuth>,
     /// Cap of the retry backoff.
     pub max_retry: Duration,
@@ -80,6 +85,7 @@ pub struct CleverTapConfig {
 /// The Flows endpoint's settings, keys loaded.
 #[derive(Debug, Clone)]
 pub struct FlowsConfig {
+    /// The route's path on the public side.
     pub path: String,
     /// The business key requests are encrypted to.
     pub key: Arc<BusinessKey>,
@@ -108,6 +114,7 @@ impl std::fmt::Debug for Secret {
 /// `[gateway.queue]`: the shared queue the callbacks go through.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
+    /// The backend.
     pub kind: QueueKind,
     /// How long a delivery holds a callback unless kept up (longer than one attempt).
     pub lease: Duration,
@@ -116,16 +123,22 @@ pub struct QueueConfig {
 /// Which backend, with its settings.
 #[derive(Debug, Clone)]
 pub enum QueueKind {
+    /// Amazon SQS, with S3 for large callbacks.
     Sqs(SqsQueueConfig),
+    /// A Redis stream with a consumer group.
     Redis(RedisQueueConfig),
 }
 
 /// Amazon SQS, with S3 for large bodies.
 #[derive(Debug, Clone)]
 pub struct SqsQueueConfig {
+    /// The queue callbacks wait in.
     pub queue_url: String,
+    /// The queue for callbacks refused for good.
     pub dead_letter_queue_url: String,
+    /// The S3 bucket for callbacks above SQS's 256 KiB.
     pub large_payload_bucket: String,
+    /// Path-style S3 addresses (S3-compatible stores, local test servers).
     pub s3_force_path_style: bool,
 }
 
@@ -136,7 +149,9 @@ pub struct RedisQueueConfig {
     pub connection: redis::ConnectionInfo,
     /// The URL as written (it holds no password), for logs.
     pub display_url: String,
+    /// The stream's key.
     pub stream: String,
+    /// The consumer group the replicas share.
     pub group: String,
 }
 
