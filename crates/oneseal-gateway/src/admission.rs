@@ -8,8 +8,9 @@
 //!
 //! Sheds and deadlines answer here; everything else is the handler's answer.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -23,19 +24,74 @@ use crate::config::{BasicAuth, GatewayConfig};
 use crate::error::ApiError;
 use crate::{auth, body};
 
-/// Counts and times every request by listener, route and status.
-fn record(listener: &'static str, route: String, status: StatusCode, t: Instant) {
-    let status = status.as_u16().to_string();
-    metrics::counter!("oneseal_gateway_requests_total", "listener" => listener, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("oneseal_gateway_request_duration_seconds", "listener" => listener, "route" => route)
-        .record(t.elapsed().as_secs_f64());
+/// The request metrics of one route of one listener, registered once. Building a metric's
+/// key per request (its labels, their strings, the registry lookup) was several allocations
+/// on the hottest path; a handle is an `Arc` to the same atomic.
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    /// By status; a route answers a handful of them.
+    requests: RwLock<Vec<(u16, metrics::Counter)>>,
 }
 
-fn matched_route(req: &Request) -> String {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into())
+/// Listener → route template → its metrics.
+type MetricsByRoute = HashMap<&'static str, HashMap<String, Arc<RouteMetrics>>>;
+
+fn route_metrics(listener: &'static str, route: &str) -> Arc<RouteMetrics> {
+    static ALL: OnceLock<RwLock<MetricsByRoute>> = OnceLock::new();
+    let all = ALL.get_or_init(Default::default);
+    // A poisoned lock only means a panic elsewhere mid-insert of a plain map; keep going.
+    if let Some(m) = all
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(listener)
+        .and_then(|r| r.get(route))
+    {
+        return m.clone();
+    }
+    all.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(listener)
+        .or_default()
+        .entry(route.to_string())
+        .or_insert_with(|| {
+            Arc::new(RouteMetrics {
+                duration: metrics::histogram!("oneseal_gateway_request_duration_seconds", "listener" => listener, "route" => route.to_string()),
+                requests: RwLock::new(Vec::new()),
+            })
+        })
+        .clone()
+}
+
+/// Counts and times every request by listener, route and status.
+fn record(listener: &'static str, route: &str, status: StatusCode, t: Instant) {
+    let m = route_metrics(listener, route);
+    m.duration.record(t.elapsed().as_secs_f64());
+    let code = status.as_u16();
+    let found = m
+        .requests
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, counter)| counter.clone());
+    let counter = found.unwrap_or_else(|| {
+        let c = metrics::counter!("oneseal_gateway_requests_total", "listener" => listener, "route" => route.to_string(), "status" => code.to_string());
+        m.requests
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((code, c.clone()));
+        c
+    });
+    counter.increment(1);
+}
+
+/// The route template the request matched (an `Arc` inside: no copy).
+fn matched_route(req: &Request) -> Option<MatchedPath> {
+    req.extensions().get::<MatchedPath>().cloned()
+}
+
+fn route_name(p: &Option<MatchedPath>) -> &str {
+    p.as_ref().map_or("unmatched", |p| p.as_str())
 }
 
 /// The admin listener's metrics layer.
@@ -43,7 +99,7 @@ pub async fn observe(listener: &'static str, req: Request, next: Next) -> Respon
     let route = matched_route(&req);
     let t = Instant::now();
     let res = next.run(req).await;
-    record(listener, route, res.status(), t);
+    record(listener, route_name(&route), res.status(), t);
     res
 }
 
@@ -160,7 +216,7 @@ async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response
             (g.shed)()
         }
     };
-    record(g.listener, route, res.status(), t);
+    record(g.listener, route_name(&route), res.status(), t);
     res
 }
 
