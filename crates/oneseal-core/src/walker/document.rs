@@ -79,7 +79,7 @@ impl<'e> Sealing<'e> {
 
     /// The driver expects `n` items: keys are asked for that many at once (and, with
     /// `refresh_ahead`, the later ones started early). A hint: more or fewer items are fine.
-    pub(crate) fn expect(&mut self, n: usize) {
+    pub(crate) fn plan(&mut self, n: usize) {
         self.expected = n.max(1);
     }
 

@@ -134,7 +134,7 @@ impl Engine {
         match sealing.layout().items {
             Items::Messages => {
                 let messages = messages_mut(top)?;
-                sealing.expect(messages.len());
+                sealing.plan(messages.len());
                 for (i, m) in messages.iter_mut().enumerate() {
                     message_path(&mut path, i);
                     sealing.item(as_object_mut(m, &path)?, &mut path).await?;

@@ -219,7 +219,7 @@ impl Engine {
         let mut w = Writer::new(out, pretty)?;
         // The same per-document core as the tree path; the first pass did the checks.
         let mut sealing = Sealing::new(self, kind, false);
-        sealing.expect(scan.messages);
+        sealing.plan(scan.messages);
         let layout = sealing.layout();
         let mut top_key_written = false;
         drive(file, &mut |ev| match w.step(ev)? {
