@@ -19,6 +19,14 @@ pub(crate) fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::file(key, message)
 }
 
+/// The value of the config key `key`, which must be given and not blank (`what` says what
+/// it is, for the message).
+pub(crate) fn required(key: &str, v: &Option<String>, what: &str) -> Result<String, ConfigError> {
+    v.clone()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| err(key, format!("missing: {what}")))
+}
+
 /// A secret from the environment variable `var` (named by the config key `key`).
 pub(crate) fn secret(key: &str, var: &str, env: &dyn Env) -> Result<Secret, ConfigError> {
     secret_env(Origin::file(key), var, env).map(Secret)

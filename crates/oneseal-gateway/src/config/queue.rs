@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oneseal_settings::env::Env;
 
-use super::checks::{err, http_url, seconds, secret, ConfigError, ConfigErrors, Origin};
+use super::checks::{err, http_url, required, seconds, secret, ConfigError, ConfigErrors, Origin};
 use super::files::QueueFile;
 use super::settings::{QueueConfig, QueueKind, RedisQueueConfig, SqsQueueConfig};
 
@@ -15,11 +15,7 @@ pub(crate) fn queue_config(
 ) -> Result<QueueConfig, ConfigErrors> {
     let mut found = ConfigErrors::default();
     let k = |name: &str| format!("gateway.queue.{name}");
-    let need = |name: &str, v: &Option<String>, what: &str| {
-        v.clone()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| err(&k(name), format!("missing: {what}")))
-    };
+    let need = |name: &str, v: &Option<String>, what: &str| required(&k(name), v, what);
     // A lease shorter than one delivery attempt would hand a callback to a second replica
     // while the first is still delivering it.
     let least = attempt.as_secs() + 5;
@@ -97,16 +93,11 @@ pub(crate) fn queue_config(
 /// The Redis settings of `[gateway.queue]`: the URL (without a password) and the stream.
 fn redis_queue(q: &QueueFile, env: &dyn Env) -> Result<QueueKind, ConfigError> {
     let k = |name: &str| format!("gateway.queue.{name}");
-    let url = q
-        .url
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| {
-            err(
-                &k("url"),
-                "missing: the Redis URL, e.g. redis://127.0.0.1:6379/0",
-            )
-        })?;
+    let url = required(
+        &k("url"),
+        &q.url,
+        "the Redis URL, e.g. redis://127.0.0.1:6379/0",
+    )?;
     let mut connection = redis::IntoConnectionInfo::into_connection_info(url.as_str())
         .map_err(|e| err(&k("url"), format!("{url:?}: {e}")))?;
     if connection.redis.password.is_some() {

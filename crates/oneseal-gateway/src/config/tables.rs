@@ -2,8 +2,8 @@
 //! settings; each reports every error it has.
 
 use super::checks::{
-    basic_auth, business_key, err, http_url, required_auth, seconds, secret, signing_secret,
-    ConfigErrors, Origin,
+    basic_auth, business_key, err, http_url, required, required_auth, seconds, secret,
+    signing_secret, ConfigErrors, Origin,
 };
 use oneseal_settings::env::Env;
 
@@ -88,11 +88,7 @@ pub(crate) fn clevertap_config(
 ) -> Result<CleverTapConfig, ConfigErrors> {
     let mut found = ConfigErrors::default();
     let k = |name: &str| format!("gateway.clevertap.{name}");
-    let need = |name: &str, v: &Option<String>, what: &str| {
-        v.clone()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| err(&k(name), format!("missing: {what}")))
-    };
+    let need = |name: &str, v: &Option<String>, what: &str| required(&k(name), v, what);
     let path_of = |name: &str, v: &Option<String>, default: &str| {
         let p = v.clone().unwrap_or_else(|| default.to_string());
         if p.starts_with('/') && p.len() > 1 {
