@@ -508,6 +508,26 @@ fn try_gateway_shows_the_whole_loop_and_stops_what_it_started() {
     assert!(at_app.contains("Yes, that was me"), "{at_app}");
 }
 
+/// `oneseal gateway --check-config` on `text`, written to `dir/c.toml`, with HOME and
+/// XDG_DATA_HOME in `dir` (an empty data directory) and `env` besides.
+fn check_config(dir: &std::path::Path, text: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let cfg = dir.join("c.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let home = dir.to_str().unwrap();
+    let mut all = vec![("HOME", home), ("XDG_DATA_HOME", home)];
+    all.extend_from_slice(env);
+    oneseal(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--check-config",
+        ],
+        None,
+        &all,
+    )
+}
+
 /// `--check-config` reports what start would hit, all at once: two listeners on one port and
 /// a spool that cannot be made are errors; a port another process holds is a warning (the
 /// config is often checked while the gateway it replaces still serves).
@@ -520,25 +540,13 @@ fn check_config_reports_every_start_problem_in_one_run() {
     let port = free.local_addr().unwrap().port();
     drop(free);
     std::fs::write(dir.path().join("afile"), b"").unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let o = check_config(
+        dir.path(),
+        &format!(
             "[gateway]\napp_listen = \"127.0.0.1:{port}\"\npublic_listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{busy_port}\"\nupstream = \"http://127.0.0.1:9\"\nspool_dir = \"{}\"\n",
             dir.path().join("afile/spool").display()
         ),
-    )
-    .unwrap();
-    let home = dir.path().to_str().unwrap();
-    let o = oneseal(
-        &[
-            "gateway",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--check-config",
-        ],
-        None,
-        &[("HOME", home), ("XDG_DATA_HOME", home)],
+        &[],
     );
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -568,22 +576,10 @@ fn the_example_config_is_the_printed_one_and_passes_check_config() {
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), example);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("oneseal.toml");
-    std::fs::write(&cfg, &o.stdout).unwrap();
-    let home = dir.path().to_str().unwrap();
-    let o = oneseal(
-        &[
-            "gateway",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--check-config",
-        ],
-        None,
-        &[
-            ("HOME", home),
-            ("XDG_DATA_HOME", home),
-            ("ONESEAL_KMS_KEY_ID", "alias/whatsapp"),
-        ],
+    let o = check_config(
+        dir.path(),
+        &String::from_utf8(o.stdout).unwrap(),
+        &[("ONESEAL_KMS_KEY_ID", "alias/whatsapp")],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -648,22 +644,10 @@ fn the_man_pages_are_generated_and_match_the_repository_copy() {
 #[test]
 fn check_config_reports_every_table_error_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
+    let o = check_config(
+        dir.path(),
         "[gateway]\nmax_in_flight = 0\n[gateway.callbacks]\nforward_to = \"not a url\"\nallow_unauthenticated = true\n[gateway.flows]\nforward_to = \"http://127.0.0.1:9\"\nallow_unauthenticated = true\n",
-    )
-    .unwrap();
-    let home = dir.path().to_str().unwrap();
-    let o = oneseal(
-        &[
-            "gateway",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--check-config",
-        ],
-        None,
-        &[("HOME", home), ("XDG_DATA_HOME", home)],
+        &[],
     );
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
