@@ -5,12 +5,16 @@
 //! never left: a connect failure, or a connection hyper reports closed before it wrote the
 //! request.
 
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -71,24 +75,66 @@ struct PinnedState {
     /// Whether the app connection has sent a request before.
     seen: AtomicBool,
     /// The upstream connection and when it was last used; taken out while a request uses it.
-    conn: Mutex<Option<(SendRequest<Body>, Instant)>>,
+    conn: Mutex<Option<(Own, Instant)>>,
+}
+
+/// hyper's connection driver: it reads and writes the socket when polled, and resolves when
+/// the connection is over.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// A connection of a [`Pinned`]'s own: the request handle and its driver, which the request
+/// using it polls (no task of its own: no hand-off to another task, or another thread, and
+/// back for each request).
+struct Own {
+    send: SendRequest<Body>,
+    driver: Driver,
 }
 
 impl Pinned {
-    fn take(&self) -> Option<SendRequest<Body>> {
+    fn take(&self) -> Option<Own> {
         // A poisoned lock only means a panic elsewhere while holding it; the slot is still
         // a valid Option.
         let mut slot = self.0.conn.lock().unwrap_or_else(|p| p.into_inner());
         match slot.take() {
-            Some((c, used)) if !c.is_closed() && used.elapsed() < IDLE => Some(c),
+            Some((c, used)) if used.elapsed() < IDLE => Some(c),
             _ => None,
         }
     }
 
-    fn put(&self, c: SendRequest<Body>) {
+    fn put(&self, c: Own) {
         let mut slot = self.0.conn.lock().unwrap_or_else(|p| p.into_inner());
         *slot = Some((c, Instant::now()));
     }
+}
+
+impl Own {
+    /// Whether the platform closed the connection while it sat unused: its driver, polled
+    /// now, reads the end of the stream and finishes.
+    async fn closed(&mut self) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(self.driver.as_mut().poll(cx).is_ready())).await
+    }
+}
+
+/// Runs `exchange` (which uses the connection's `SendRequest`) while polling its `driver`,
+/// until `exchange` is done. A driver that finishes (the connection ended) is not polled
+/// again; `exchange` then sees the connection closed. Returns whether the connection is
+/// still usable.
+async fn drive<T>(driver: &mut Driver, exchange: impl Future<Output = T>) -> (T, bool) {
+    let mut exchange = pin!(exchange);
+    let mut open = true;
+    let out = std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(v);
+        }
+        if open && driver.as_mut().poll(cx).is_ready() {
+            open = false;
+            // Ended: the exchange's side of the connection is closed now.
+            return exchange.as_mut().poll(cx);
+        }
+        Poll::Pending
+    })
+    .await;
+    (out, open)
 }
 
 /// The client and where it may go.
@@ -306,26 +352,26 @@ impl Upstream {
         }
     }
 
-    /// A new connection of `pin`'s own to the platform; its driver runs until `pin` (or
-    /// the platform) closes it.
-    async fn connect(&self) -> Result<SendRequest<Body>, Box<dyn std::error::Error + Send + Sync>> {
+    /// A new connection of a [`Pinned`]'s own to the platform; it lasts as long as the app
+    /// connection (or until the platform closes it).
+    async fn connect(&self) -> Result<Own, Box<dyn std::error::Error + Send + Sync>> {
         use tower_service::Service;
         let mut c = self.connector.clone();
         std::future::poll_fn(|cx| c.poll_ready(cx)).await?;
         let io = c.call(self.base.clone()).await?;
         let (send, conn) = hyper::client::conn::http1::handshake(io).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "pinned upstream connection ended");
-            }
-        });
-        Ok(send)
+        Ok(Own {
+            send,
+            driver: Box::pin(conn),
+        })
     }
 
     /// [`Upstream::send`] for a JSON body, on `pin`'s own connection to the platform (made
     /// on the app connection's second request, remade when the platform closed it or it sat
     /// idle). Anything that goes wrong before the request could have left falls back to the
-    /// pool, which applies its own retry rule; after that, the same answers as `send`.
+    /// pool, which applies its own retry rule; after that, the same answers as `send`. The
+    /// request drives the connection until the answer's head, the answer's body (an
+    /// [`Answer`]) until its end, which gives the connection back to `pin`.
     /// Without a `pin` (a request that did not come through the app listener) the pool.
     pub async fn send_pinned(
         &self,
@@ -333,15 +379,23 @@ impl Upstream {
         path_and_query: &str,
         headers: &HeaderMap,
         body: Bytes,
-    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
-        let pooled = || self.post(path_and_query, headers, &body);
+    ) -> Result<Response<Body>, UpstreamError> {
+        let pooled = || async {
+            self.post(path_and_query, headers, &body)
+                .await
+                .map(|r| r.map(Body::new))
+        };
         let Some(pin) = pin else {
             return pooled().await;
         };
         if !pin.0.seen.swap(true, Ordering::Relaxed) {
             return pooled().await;
         }
-        let mut conn = match pin.take() {
+        let kept = match pin.take() {
+            Some(mut c) => (!c.closed().await).then_some(c),
+            None => None,
+        };
+        let mut own = match kept {
             Some(c) => c,
             None => match tokio::time::timeout(self.timeout, self.connect()).await {
                 Ok(Ok(c)) => c,
@@ -356,23 +410,32 @@ impl Upstream {
         let req = passed_on(req, headers)
             .body(Body::from(body.clone()))
             .map_err(|_| UpstreamError::BadRequest("path or headers"))?;
-        let sent = tokio::time::timeout(self.timeout, async {
-            conn.ready().await.ok()?;
-            Some(conn.try_send_request(req).await)
-        })
-        .await;
-        match sent {
-            Ok(None) => pooled().await,
-            Ok(Some(Ok(r))) => {
-                pin.put(conn);
-                Ok(r)
+        let Own { send, driver } = &mut own;
+        let exchange = async {
+            if send.ready().await.is_err() {
+                return Exchange::NotSent;
             }
-            Ok(Some(Err(mut e))) => {
-                if e.take_message().is_some() {
+            let r = match send.try_send_request(req).await {
+                Ok(r) => r,
+                Err(mut e) => {
                     // hyper gave the request back: it was never written.
-                    return pooled().await;
+                    if e.take_message().is_some() {
+                        return Exchange::NotSent;
+                    }
+                    return Exchange::Failed(e.into_error());
                 }
-                tracing::warn!(error = %e.error(), "upstream request failed");
+            };
+            Exchange::Answer(r)
+        };
+        let sent = tokio::time::timeout(self.timeout, drive(driver, exchange)).await;
+        match sent {
+            Ok((Exchange::NotSent, _)) => pooled().await,
+            Ok((Exchange::Answer(r), open)) => {
+                let conn = open.then(|| (own, pin.clone()));
+                Ok(r.map(|body| Body::new(Answer { body, conn })))
+            }
+            Ok((Exchange::Failed(e), _)) => {
+                tracing::warn!(error = %e, "upstream request failed");
                 Err(self.failed(false))
             }
             Err(_) => Err(self.timed_out()),
@@ -380,8 +443,98 @@ impl Upstream {
     }
 }
 
+/// How a request on a pinned connection went.
+enum Exchange {
+    /// Nothing was written: the pool may send it.
+    NotSent,
+    /// The answer's head.
+    Answer(Response<Incoming>),
+    /// Written, then no answer.
+    Failed(hyper::Error),
+}
+
+/// The body of an answer on a pinned connection. Reading it drives the connection (no other
+/// task does); at its end the connection goes back to its [`Pinned`] for the app
+/// connection's next request. Dropped before its end (the app went away), it closes the
+/// connection, which is then in an unknown state.
+struct Answer {
+    body: Incoming,
+    /// `None` once the connection ended or went back.
+    conn: Option<(Own, Pinned)>,
+}
+
+impl Answer {
+    fn give_back(&mut self) {
+        if let Some((own, pin)) = self.conn.take() {
+            pin.put(own);
+        }
+    }
+}
+
+impl Drop for Answer {
+    /// An answer whose end was read but never polled for (an empty body, or a last frame the
+    /// server saw was the last) still gives its connection back.
+    fn drop(&mut self) {
+        if axum::body::HttpBody::is_end_stream(&self.body) {
+            self.give_back();
+        }
+    }
+}
+
+impl axum::body::HttpBody for Answer {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    this.give_back();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if this.body.is_end_stream() {
+                        this.give_back();
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Pending => {
+                    let Some((own, _)) = &mut this.conn else {
+                        return Poll::Pending;
+                    };
+                    if own.driver.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // The connection ended: the body has its end or its error now.
+                    this.conn = None;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The upstream's answer as ours: same status, same body, its content type.
-pub fn pass_through(r: Response<hyper::body::Incoming>) -> axum::response::Response {
+pub fn pass_through<B>(r: Response<B>) -> axum::response::Response
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let (parts, body) = r.into_parts();
     let mut out = axum::response::Response::new(Body::new(body));
     *out.status_mut() = parts.status;
