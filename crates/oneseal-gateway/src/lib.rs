@@ -70,11 +70,13 @@ use oneseal_core::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use admission::Stacked;
 use admission::{admitted, authenticated, shed_clevertap, shed_json, stack, Guard};
 use intake::Store;
 use queue::Queue;
 use relay::queued::{QueueHealth, QueueRelay};
 use relay::{Relay, RetryLimits, Sink, SinkId};
+pub use serve::Routes;
 
 pub use config::{ConfigError, GatewayConfig, GatewayFile};
 pub use error::ApiError;
@@ -193,9 +195,9 @@ impl KeyProvider for Observed {
 /// `tower::ServiceExt::oneshot`; [`run`] binds and serves them.
 pub struct Gateway {
     /// The app listener's routes.
-    pub app: Router,
+    pub app: Stacked,
     /// The public listener's routes (each with its own admission and credentials).
-    pub public: Router,
+    pub public: Stacked,
     /// The admin listener's routes.
     pub admin: Router,
     relay: Relaying,
@@ -586,11 +588,10 @@ pub async fn run(
     // Each listener's server, stopping (and then draining) when `stop` is cancelled. App
     // connections each get their own upstream connection (`Pinned`).
     let servers = [
-        (listener("app", app_l, None, true), gw.app),
-        (listener("public", pub_l, tls, false), gw.public),
-        (listener("admin", adm_l, None, false), gw.admin),
-    ]
-    .map(|(l, router)| tokio::spawn(l.serve(router, stop.clone())));
+        tokio::spawn(listener("app", app_l, None, true).serve(gw.app, stop.clone())),
+        tokio::spawn(listener("public", pub_l, tls, false).serve(gw.public, stop.clone())),
+        tokio::spawn(listener("admin", adm_l, None, false).serve(gw.admin, stop.clone())),
+    ];
     stop.cancelled().await;
     let drained = tokio::time::timeout(DRAIN, async {
         for s in servers {

@@ -14,7 +14,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -62,7 +64,10 @@ fn set_nodelay(tcp: &TcpStream) {
 impl Listener {
     /// Serves `router` until `stop`, then waits for the open connections to finish their
     /// requests (the caller bounds the wait).
-    pub async fn serve(self, router: Router, stop: CancellationToken) {
+    pub async fn serve<S>(self, router: S, stop: CancellationToken)
+    where
+        S: Routes,
+    {
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
         let name = self.name;
@@ -114,15 +119,39 @@ impl Listener {
     }
 }
 
+/// What a listener serves: a listener's routes as one service, which answers every request
+/// (errors are answers) and is cloned per request.
+pub trait Routes:
+    tower_service::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Routes for S where
+    S: tower_service::Service<
+            Request,
+            Response = Response,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One accepted connection.
-struct Connection {
-    router: Router,
+struct Connection<S> {
+    router: S,
     pinned: Option<Pinned>,
     limits: Limits,
     graceful: Watcher,
 }
 
-impl Connection {
+impl<S: Routes> Connection<S> {
     async fn run<I>(self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -137,12 +166,7 @@ impl Connection {
             if let Some(p) = &pinned {
                 req.extensions_mut().insert(p.clone());
             }
-            let mut router = router.clone();
-            async move {
-                // Router is always ready and never fails (errors are answers).
-                let r: Result<_, Infallible> = tower_service::Service::call(&mut router, req).await;
-                r
-            }
+            tower::ServiceExt::oneshot(router.clone(), req.map(Body::new))
         });
         let io = TokioIo::new(io);
         let result = if limits.http2 {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use oneseal_core::{CacheConfig, LocalProvider, Policy, SecretKey};
 use oneseal_gateway::{Gateway, GatewayConfig, GatewayFile, Parts};
@@ -58,7 +57,10 @@ fn gateway() -> Built {
     }
 }
 
-async fn call(router: &Router, req: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
+async fn call<S: oneseal_gateway::Routes>(
+    router: &S,
+    req: Request<Body>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
     let res = router.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
