@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oneseal_core::{
-    b64, Api, BlobRouter, CacheConfig, DecryptSuite, Engine, EngineOptions, ErrorClass, FieldPath,
-    KeyCache, KeyError, KeyProvider, LocalProvider, Policy, Suite,
+    b64, cores::Cores, Api, BlobRouter, CacheConfig, DecryptSuite, Engine, EngineOptions,
+    ErrorClass, FieldPath, KeyCache, KeyError, KeyProvider, LocalProvider, Policy, Suite,
 };
 use oneseal_kms::{AwsKmsProvider, KmsConfig};
 use pyo3::create_exception;
@@ -269,7 +269,7 @@ impl NativeEngine {
     /// Encrypts one JSON document (bytes) and returns its compact serialization.
     fn encrypt<'py>(&self, py: Python<'py>, doc: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         let out = py
-            .allow_threads(|| self.rt.block_on(self.engine.encrypt_slice(doc, false)))
+            .allow_threads(|| self.block_on(self.engine.encrypt_slice(doc, false)))
             .map_err(core_err)?;
         Ok(PyBytes::new(py, &out))
     }
@@ -282,7 +282,7 @@ impl NativeEngine {
         doc: &[u8],
     ) -> PyResult<(Bound<'py, PyBytes>, Failures)> {
         let (out, report) = py
-            .allow_threads(|| self.rt.block_on(self.engine.decrypt_slice(doc, false)))
+            .allow_threads(|| self.block_on(self.engine.decrypt_slice(doc, false)))
             .map_err(core_err)?;
         let failures = report
             .failures
@@ -373,6 +373,13 @@ impl NativeEngine {
 }
 
 impl NativeEngine {
+    /// Runs a document's future on this thread, computing only while one of the machine's
+    /// cores is free for it: more Python threads than cores queue instead of time-slicing the
+    /// cores between documents (see `oneseal_core::cores`).
+    fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        Cores::machine().block_on(&self.rt, fut)
+    }
+
     fn ndjson_lines(&self, src: &Path, dst: &Path, decrypt: bool) -> PyResult<u64> {
         let io = |op: &str, p: &Path, e: std::io::Error| {
             usage(format!("cannot {op} {}: {e}", p.display()))
@@ -392,11 +399,10 @@ impl NativeEngine {
                 continue;
             }
             let out = if decrypt {
-                self.rt
-                    .block_on(self.engine.decrypt_slice(line, false))
+                self.block_on(self.engine.decrypt_slice(line, false))
                     .map(|(o, _)| o)
             } else {
-                self.rt.block_on(self.engine.encrypt_slice(line, false))
+                self.block_on(self.engine.encrypt_slice(line, false))
             }
             .map_err(|e| {
                 let path = e.path().map(String::from);

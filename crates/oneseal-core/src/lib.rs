@@ -7,7 +7,8 @@
 //! - [`secret`]: zeroizing, redacted key types.
 //! - [`provider`]: the async [`KeyProvider`] trait; [`router`]: the [`BlobRouter`].
 //! - [`local`]: the embedded local key provider (offline; the platform cannot decrypt it).
-//! - [`cache`]: the single-flight [`KeyCache`].
+//! - [`cache`]: the single-flight [`KeyCache`]; [`cores`]: at most one computing document per
+//!   core for callers running the engine on threads of their own.
 //! - [`policy`]: which leaves are encrypted (data), and [`walker`]: the engine applying it.
 //!
 //! No AWS SDK here: the KMS provider lives in `oneseal-kms`.
@@ -42,6 +43,7 @@
 pub mod atomic;
 pub mod b64;
 pub mod cache;
+pub mod cores;
 pub mod error;
 #[allow(unsafe_code)]
 mod evp_gcm;
