@@ -477,15 +477,17 @@ mod tests {
     }
 
     #[test]
-    fn a_documents_first_read_of_the_os_rng_is_small_and_the_next_full() {
+    fn a_documents_first_read_of_the_os_rng_is_small_and_the_next_full() -> Result<(), CryptoError>
+    {
         let mut src = NonceSource::new();
         let mut n = [0u8; 12];
-        src.take(&mut n).unwrap();
+        src.take(&mut n)?;
         assert_eq!(src.end, FIRST_BATCH);
         for _ in 0..FIRST_BATCH / 12 {
-            src.take(&mut n).unwrap();
+            src.take(&mut n)?;
         }
         assert_eq!(src.end, 512);
+        Ok(())
     }
 
     /// Regression: `cbc_padding_and_utf8_failures_were_distinguishable` — the CBC fallback
