@@ -117,13 +117,26 @@ pub(crate) struct Markers {
 impl Markers {
     /// Notes message `i` (called in document order).
     pub(crate) fn note(&mut self, i: usize, m: &Value) {
+        if let Some(m) = m.as_object() {
+            self.note_names(i, |k| m.contains_key(k));
+        }
+    }
+
+    /// Notes message `i`, an object with the members `has` says it has.
+    pub(crate) fn note_names(&mut self, i: usize, has: impl Fn(&str) -> bool) {
+        let found = |markers: &[&str]| {
+            let found: Vec<&'static str> = markers
+                .iter()
+                .filter(|k| has(k))
+                .map(|k| marker_name(k))
+                .collect();
+            (!found.is_empty()).then_some((i, found))
+        };
         if self.one.is_none() {
-            self.one =
-                first_with_markers(std::slice::from_ref(m), ONE_API_MARKERS).map(|(_, f)| (i, f));
+            self.one = found(ONE_API_MARKERS);
         }
         if self.legacy.is_none() {
-            self.legacy =
-                first_with_markers(std::slice::from_ref(m), LEGACY_MARKERS).map(|(_, f)| (i, f));
+            self.legacy = found(LEGACY_MARKERS);
         }
     }
 }

@@ -13,7 +13,7 @@ use super::item::{
     Report, MAX_DISTINCT_KEYS,
 };
 use super::layout::{Items, KeyScope, Layout};
-use crate::cache::SealingKey;
+use crate::cache::{OpeningKey, SealingKey};
 use crate::error::{type_name, Error};
 use crate::suite::NonceSource;
 
@@ -139,38 +139,65 @@ impl<'e> Sealing<'e> {
         path: &mut String,
     ) -> Result<(), Error> {
         refuse_existing_key(m, path)?;
-        match self.layout.key {
-            KeyScope::PerItem if !self.dry => self.take_grant(path).await?,
-            KeyScope::PerItem => {}
-            KeyScope::Document => {
-                if self.document_key.is_none() {
-                    self.document_key(path).await?;
-                }
-            }
-        }
-        // Borrowed, not cloned: no reference count shared between threads per item.
-        let key = match (self.layout.key, self.dry) {
-            (_, true) => None,
-            (KeyScope::PerItem, false) => self.grant.as_ref().map(|(k, _)| &**k),
-            (KeyScope::Document, false) => self.document_key.as_deref(),
-        };
+        self.next_item(path).await?;
+        let key = key_in(self.layout.key, self.dry, &self.grant, &self.document_key);
         let sealed = self
             .engine
             .seal_item(m, self.kind, key, path, &mut self.nonces)?;
         if self.layout.key == KeyScope::PerItem {
             put_key_blob(m, key);
         }
-        self.unrecorded += sealed;
+        self.sealed(sealed);
+        Ok(())
+    }
+
+    /// Makes sure the next item (the one at `path`) has its data key: its share of a grant,
+    /// or the document's key, made at the first item.
+    pub(crate) async fn next_item(&mut self, path: &str) -> Result<(), Error> {
+        match self.layout.key {
+            KeyScope::PerItem if !self.dry => self.take_grant(path).await,
+            KeyScope::PerItem => Ok(()),
+            KeyScope::Document => {
+                if self.document_key.is_none() {
+                    self.document_key(path).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The current item's data key (none on a dry pass). Borrowed, not cloned: no
+    /// reference count shared between threads per item.
+    pub(crate) fn item_key(&self) -> Option<&SealingKey> {
+        key_in(self.layout.key, self.dry, &self.grant, &self.document_key)
+    }
+
+    /// Counts `n` values sealed with the current item's key.
+    pub(crate) fn sealed(&mut self, n: u64) {
+        self.unrecorded += n;
         if self.unrecorded >= RECORD_EVERY {
             self.record();
         }
-        Ok(())
     }
 
     /// The document's key for the top level (none for per-item kinds, or a dry pass).
     pub(crate) fn finish(mut self) -> Option<Arc<SealingKey>> {
         self.record();
         self.document_key.take()
+    }
+}
+
+/// The current item's data key, from a [`Sealing`]'s parts (borrowed apart from its nonces).
+fn key_in<'k>(
+    scope: KeyScope,
+    dry: bool,
+    grant: &'k Option<(Arc<SealingKey>, usize)>,
+    document_key: &'k Option<Arc<SealingKey>>,
+) -> Option<&'k SealingKey> {
+    match (scope, dry) {
+        (_, true) => None,
+        (KeyScope::PerItem, false) => grant.as_ref().map(|(k, _)| &**k),
+        (KeyScope::Document, false) => document_key.as_deref(),
     }
 }
 
@@ -264,11 +291,7 @@ impl<'e> Unsealing<'e> {
         path: &mut String,
     ) -> Result<(), Error> {
         let own = item_key(m, path)?;
-        let Some((blob, from_top)) = own
-            .map(|k| (k, false))
-            .or_else(|| self.top_key.clone().map(|k| (k, true)))
-        else {
-            self.report.skipped += 1;
+        let Some((blob, from_top)) = self.which_key(own) else {
             return Ok(());
         };
         let key_path = if from_top {
@@ -285,8 +308,7 @@ impl<'e> Unsealing<'e> {
         };
         match self.engine.open_guarded(m, at, &mut self.keys, path).await {
             Ok(()) => {
-                self.report.items += 1;
-                self.used_top |= from_top;
+                self.opened(from_top);
                 Ok(())
             }
             Err(e) if self.engine.opts.keep_going => {
@@ -295,6 +317,34 @@ impl<'e> Unsealing<'e> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The key that opens an item whose own `encryptionKey` is `own`, and whether it is the
+    /// document's; `None` (counted as skipped) when there is neither.
+    pub(crate) fn which_key(&mut self, own: Option<String>) -> Option<(String, bool)> {
+        let found = own
+            .map(|k| (k, false))
+            .or_else(|| self.top_key.clone().map(|k| (k, true)));
+        if found.is_none() {
+            self.report.skipped += 1;
+        }
+        found
+    }
+
+    /// The unwrapped key for `blob` (at most one key-service call per distinct blob per
+    /// document); `key_path` names it in errors.
+    pub(crate) async fn opening_key(
+        &mut self,
+        blob: &str,
+        key_path: &str,
+    ) -> Result<Arc<OpeningKey>, Error> {
+        self.engine.doc_key(&mut self.keys, blob, key_path).await
+    }
+
+    /// Counts an item opened (`from_top`: with the document's key).
+    pub(crate) fn opened(&mut self, from_top: bool) {
+        self.report.items += 1;
+        self.used_top |= from_top;
     }
 
     /// What the run did.

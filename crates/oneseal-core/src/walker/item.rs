@@ -90,16 +90,28 @@ pub(crate) fn seal_text(
     nonces: &mut NonceSource,
 ) -> Result<(), Error> {
     let Value::String(s) = v else { return Ok(()) };
-    scratch.clear();
-    cipher
-        .seal_into_with(suite, s.as_bytes(), scratch, nonces)
-        .map_err(|source| Error::Crypto {
-            path: path.to_string(),
-            source,
-        })?;
+    seal_bytes(cipher, suite, s.as_bytes(), path, scratch, nonces)?;
     s.clear();
     b64::encode_into(scratch, s);
     Ok(())
+}
+
+/// Seals one text value into `scratch` (the raw sealed bytes, to be base64-encoded).
+pub(crate) fn seal_bytes(
+    cipher: &FieldCipher,
+    suite: Suite,
+    text: &[u8],
+    path: &str,
+    scratch: &mut Vec<u8>,
+    nonces: &mut NonceSource,
+) -> Result<(), Error> {
+    scratch.clear();
+    cipher
+        .seal_into_with(suite, text, scratch, nonces)
+        .map_err(|source| Error::Crypto {
+            path: path.to_string(),
+            source,
+        })
 }
 
 pub(crate) fn open_text(
@@ -109,16 +121,26 @@ pub(crate) fn open_text(
     path: &str,
 ) -> Result<(), Error> {
     let Value::String(s) = v else { return Ok(()) };
+    *s = open_str(cipher, suite, s, path)?;
+    Ok(())
+}
+
+/// Opens one sealed text value (base64).
+pub(crate) fn open_str(
+    cipher: &FieldCipher,
+    suite: DecryptSuite,
+    s: &str,
+    path: &str,
+) -> Result<String, Error> {
     let ct = b64::decode(s).map_err(|_| Error::Base64 {
         path: path.to_string(),
     })?;
-    *s = cipher
+    cipher
         .open_text(suite, &ct)
         .map_err(|source| Error::Crypto {
             path: path.to_string(),
             source,
-        })?;
-    Ok(())
+        })
 }
 
 impl Engine {
@@ -554,9 +576,13 @@ impl Blobs {
 
     pub(crate) fn note(&mut self, v: Option<&Value>) {
         if let Some(Value::String(s)) = v {
-            if self.0.len() < Self::MAX && !s.trim().is_empty() && !self.0.iter().any(|b| b == s) {
-                self.0.push(s.clone());
-            }
+            self.note_str(s);
+        }
+    }
+
+    pub(crate) fn note_str(&mut self, s: &str) {
+        if self.0.len() < Self::MAX && !s.trim().is_empty() && !self.0.iter().any(|b| b == s) {
+            self.0.push(s.to_string());
         }
     }
 }

@@ -1,22 +1,28 @@
 //! The document engine: detects the payload kind and applies the field policy to every
 //! message or callback item, with data keys from the key cache.
 //!
-//! One per-item core, two drivers over it:
+//! One per-item core, three drivers over it:
 //! - `detect`: the payload kind of a document (or of a streamed document's shape);
 //! - `layout`: the per-kind rules as data (compiled policy paths, strict mode's members);
 //! - `item`: the engine's state and the per-item work (keys, sealing, opening);
-//! - `document`: the per-document core over it (`Sealing`, `Unsealing`), which both drivers run;
+//! - `document`: the per-document core over it (`Sealing`, `Unsealing`), which the drivers run;
 //! - `tree`: the driver for a document parsed whole;
+//! - `splice`: the driver for an in-memory request copied token by token, leaves replaced
+//!   where they stand (no tree); it hands what it does not take to the tree driver;
 //! - `stream`: the driver for documents of any size, in bounded memory;
+//! - `slice`: bytes in, bytes out: the splice driver, else the tree driver;
 //! - `json`: parsing and writing.
 //!
-//! The drivers use the core and never each other; the core uses no driver.
+//! The drivers use the core and never each other; the core uses no driver; only `slice`
+//! chooses between drivers.
 
 mod detect;
 mod document;
 mod item;
 mod json;
 mod layout;
+mod slice;
+mod splice;
 mod stream;
 mod tree;
 

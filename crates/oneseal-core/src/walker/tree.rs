@@ -6,20 +6,11 @@ use serde_json::{Map, Value};
 use super::detect::{detect, Api, PayloadKind, ENCRYPTION_KEY};
 use super::document::{Sealing, Unsealing};
 use super::item::{as_object_mut, events_mut, messages_mut, set_member, Blobs, Engine, Report};
-use super::json::{parse, serialize_sized};
 use super::layout::{message_path, push_index, Items};
 use crate::error::{type_name, Error};
 use crate::policy::{KindPolicy, Segment};
 
 impl Engine {
-    /// Parses, encrypts and serializes a document.
-    pub async fn encrypt_slice(&self, input: &[u8], pretty: bool) -> Result<Vec<u8>, Error> {
-        let mut doc = parse(input)?;
-        self.encrypt_document(&mut doc).await?;
-        // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
-        serialize_sized(&doc, pretty, input.len() * 2 + 4096)
-    }
-
     /// An engine sharing this one's key cache and policy that assumes `api` (the gateway's
     /// routes decide the family: `/v1/message` is One API, `/wa/messages` legacy).
     pub fn for_api(&self, api: Api) -> Engine {
@@ -28,20 +19,18 @@ impl Engine {
         e
     }
 
-    /// [`Engine::encrypt_slice`] for a request body: anything but a request (a callback) is
-    /// bad input, refused before any key is made.
-    pub async fn encrypt_request_slice(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut doc = parse(input)?;
-        let kind = detect(&doc, self.opts.api)?;
+    /// [`Engine::encrypt_document`] for a request body: anything but a request (a callback)
+    /// is bad input, refused before any key is made.
+    pub(crate) async fn encrypt_request_document(&self, doc: &mut Value) -> Result<(), Error> {
+        let kind = detect(doc, self.opts.api)?;
         if !matches!(kind, PayloadKind::OneRequest | PayloadKind::LegacyRequest) {
             return Err(Error::UnknownPayload(format!(
                 "this is a {}, not a request: send {{\"messages\":[…]}}",
                 kind.name()
             )));
         }
-        self.encrypt_pass(&mut doc, kind, true).await?;
-        self.encrypt_pass(&mut doc, kind, false).await?;
-        serialize_sized(&doc, false, input.len() * 2 + 4096)
+        self.encrypt_pass(doc, kind, true).await?;
+        self.encrypt_pass(doc, kind, false).await
     }
 
     /// The path of the first callback item that carries content — a policy leaf, or media
@@ -95,17 +84,6 @@ impl Engine {
             }
             _ => None,
         }
-    }
-
-    /// Parses, decrypts and serializes a document.
-    pub async fn decrypt_slice(
-        &self,
-        input: &[u8],
-        pretty: bool,
-    ) -> Result<(Vec<u8>, Report), Error> {
-        let mut doc = parse(input)?;
-        let report = self.decrypt_document(&mut doc).await?;
-        Ok((serialize_sized(&doc, pretty, input.len() + 4096)?, report))
     }
 
     /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey`.

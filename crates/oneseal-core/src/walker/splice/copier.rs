@@ -1,0 +1,552 @@
+//! The copier: a cursor over the input and the output being written, reading JSON token
+//! by token, copying what no policy path selects as serde_json would write it, and handing
+//! each policy leaf to a [`Leaf`] action. Anything it does not take is [`Stop::Tree`].
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::{Stop, R};
+use crate::b64;
+use crate::suite::{DecryptSuite, FieldCipher, NonceSource, Suite};
+use crate::walker::detect::ENCRYPTION_KEY;
+use crate::walker::item::{open_str, seal_bytes};
+use crate::walker::layout::{push_index, push_key, Node};
+
+/// serde_json refuses documents nested 128 deep; well below that both drivers agree.
+pub(super) const MAX_DEPTH: usize = 100;
+/// Repeated member names are found by comparing each with the ones before it: objects wider
+/// than this go to the tree driver.
+pub(super) const MAX_MEMBERS: usize = 64;
+
+/// Every string below a `**` path is a leaf.
+pub(super) static DEEP: Node = Node {
+    leaf: false,
+    keys: Vec::new(),
+    any_key: None,
+    any_index: None,
+    deep: true,
+};
+
+/// What happens at a policy leaf (a string the policy selects).
+pub(super) enum Leaf<'k> {
+    /// The checking passes: a leaf is a string or null, nothing more to do.
+    Check,
+    Seal {
+        cipher: &'k FieldCipher,
+        suite: Suite,
+        nonces: &'k mut NonceSource,
+        scratch: &'k mut Vec<u8>,
+        /// Values sealed, to record against the key.
+        count: u64,
+    },
+    Open {
+        cipher: &'k FieldCipher,
+        suite: DecryptSuite,
+    },
+}
+
+/// The member edits of one item: its own `encryptionKey` dropped (decrypted requests), a
+/// key blob appended (encrypted One API messages).
+#[derive(Default)]
+pub(super) struct Edit<'b> {
+    pub(super) drop_key: bool,
+    pub(super) append_key: Option<&'b str>,
+}
+
+/// An object being read: whether a member was written yet (for commas), and where its
+/// member names start on the name stack.
+pub(super) struct Obj {
+    pub(super) written: bool,
+    pub(super) names: usize,
+}
+
+/// The cursor over the input, and the output (none on the checking passes).
+pub(super) struct Copier<'a> {
+    pub(super) s: &'a [u8],
+    pub(super) i: usize,
+    pub(super) out: Option<Vec<u8>>,
+    /// The JSON path of the value at the cursor, kept along policy paths only (errors).
+    pub(super) path: String,
+    /// Member names of the objects open at the cursor (repeats are refused).
+    pub(super) names: Vec<&'a [u8]>,
+    pub(super) depth: usize,
+}
+
+impl<'a> Copier<'a> {
+    pub(super) fn new(s: &'a [u8], out: Option<Vec<u8>>) -> Copier<'a> {
+        Copier {
+            s,
+            i: 0,
+            out,
+            path: String::new(),
+            names: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    pub(super) fn put(&mut self, b: &[u8]) {
+        if let Some(o) = &mut self.out {
+            o.extend_from_slice(b);
+        }
+    }
+
+    /// The next byte past whitespace.
+    pub(super) fn peek(&mut self) -> R<u8> {
+        while let Some(&b) = self.s.get(self.i) {
+            if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                self.i += 1;
+            } else {
+                return Ok(b);
+            }
+        }
+        Err(Stop::Tree)
+    }
+
+    /// Only whitespace is left.
+    pub(super) fn at_end(&mut self) -> bool {
+        matches!(self.peek(), Err(Stop::Tree))
+    }
+
+    pub(super) fn enter(&mut self) -> R<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Stop::Tree);
+        }
+        Ok(())
+    }
+
+    /// The string at the cursor (at its quote): its raw content, valid UTF-8, and whether
+    /// it has escapes.
+    pub(super) fn string(&mut self) -> R<(&'a [u8], bool)> {
+        let s = self.s;
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        let mut high = 0u64;
+        loop {
+            // Eight bytes at a time while none of them ends the string, starts an escape or
+            // is a control character (most base64 runs), then byte by byte.
+            while let Some(w) = s.get(j..j + 8) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(w);
+                let w = u64::from_le_bytes(b);
+                if special(w) {
+                    break;
+                }
+                high |= w;
+                j += 8;
+            }
+            match s.get(j) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    j += 2;
+                }
+                // Raw control characters are not JSON.
+                Some(0..=0x1f) | None => return Err(Stop::Tree),
+                Some(&c) => {
+                    high |= u64::from(c);
+                    j += 1;
+                }
+            }
+        }
+        self.i = j + 1;
+        let body = &s[start..j];
+        // Outside strings any byte past ASCII is refused by the grammar; inside, it must be
+        // UTF-8 (escaped strings are checked as serde_json decodes them).
+        if high & 0x8080_8080_8080_8080 != 0 && std::str::from_utf8(body).is_err() {
+            return Err(Stop::Tree);
+        }
+        Ok((body, escaped))
+    }
+
+    /// The text of the string at the cursor, unescaped.
+    pub(super) fn text(&mut self) -> R<Cow<'a, str>> {
+        let start = self.i;
+        let (body, escaped) = self.string()?;
+        if escaped {
+            serde_json::from_slice::<String>(&self.s[start..self.i])
+                .map(Cow::Owned)
+                .map_err(|_| Stop::Tree)
+        } else {
+            std::str::from_utf8(body)
+                .map(Cow::Borrowed)
+                .map_err(|_| Stop::Tree)
+        }
+    }
+
+    /// Copies the string at the cursor as serde_json writes it: unchanged without escapes,
+    /// re-escaped by serde_json with them (`\u00e9` is written `é`, `\/` is `/`).
+    pub(super) fn copy_string(&mut self) -> R<()> {
+        let start = self.i;
+        let (_, escaped) = self.string()?;
+        if !escaped {
+            let raw = &self.s[start..self.i];
+            self.put(raw);
+            return Ok(());
+        }
+        let text: String =
+            serde_json::from_slice(&self.s[start..self.i]).map_err(|_| Stop::Tree)?;
+        if let Some(o) = &mut self.out {
+            serde_json::to_writer(o, &text).map_err(|_| Stop::Tree)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the number at the cursor: as written (serde_json keeps a number's text), but
+    /// an exponent as serde_json writes it (`1E5` is `1e+5`).
+    pub(super) fn copy_number(&mut self) -> R<()> {
+        let s = self.s;
+        let start = self.i;
+        let mut j = start;
+        let digits = |j: &mut usize| {
+            let d = *j;
+            while s.get(*j).is_some_and(u8::is_ascii_digit) {
+                *j += 1;
+            }
+            *j > d
+        };
+        if s.get(j) == Some(&b'-') {
+            j += 1;
+        }
+        match s.get(j) {
+            Some(b'0') => j += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut j);
+            }
+            _ => return Err(Stop::Tree),
+        }
+        if s.get(j) == Some(&b'.') {
+            j += 1;
+            if !digits(&mut j) {
+                return Err(Stop::Tree);
+            }
+        }
+        let mut exponent = false;
+        if matches!(s.get(j), Some(b'e' | b'E')) {
+            exponent = true;
+            j += 1;
+            if matches!(s.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            if !digits(&mut j) {
+                return Err(Stop::Tree);
+            }
+        }
+        self.i = j;
+        let token = &s[start..j];
+        if !exponent {
+            self.put(token);
+        } else if let Some(o) = &mut self.out {
+            let v: Value = serde_json::from_slice(token).map_err(|_| Stop::Tree)?;
+            serde_json::to_writer(o, &v).map_err(|_| Stop::Tree)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn copy_literal(&mut self) -> R<()> {
+        let rest = &self.s[self.i..];
+        for lit in [&b"null"[..], b"true", b"false"] {
+            if rest.starts_with(lit) {
+                self.i += lit.len();
+                self.put(lit);
+                return Ok(());
+            }
+        }
+        Err(Stop::Tree)
+    }
+
+    pub(super) fn null(&mut self) -> R<()> {
+        if self.s[self.i..].starts_with(b"null") {
+            self.i += 4;
+            self.put(b"null");
+            return Ok(());
+        }
+        Err(Stop::Tree)
+    }
+
+    /// The value at the cursor, under the policy node `node` (none: no leaf below).
+    pub(super) fn value(&mut self, node: Option<&Node>, leaf: &mut Leaf<'_>) -> R<()> {
+        let b = self.peek()?;
+        let Some(n) = node else {
+            return match b {
+                b'"' => self.copy_string(),
+                b'{' => self.object(None, leaf, &Edit::default()),
+                b'[' => self.array(None, leaf),
+                b'-' | b'0'..=b'9' => self.copy_number(),
+                _ => self.copy_literal(),
+            };
+        };
+        // As the tree driver's walk: `**` takes every string below; otherwise null is left
+        // alone, a string is a leaf where a path ends, and objects and arrays are entered
+        // where a path goes on. Anything else is a wrong type, which the tree driver names.
+        if n.deep {
+            return match b {
+                b'n' => self.null(),
+                b'"' => self.leaf(leaf),
+                b'{' => self.object(Some(&DEEP), leaf, &Edit::default()),
+                b'[' => self.array(Some(&DEEP), leaf),
+                _ => Err(Stop::Tree),
+            };
+        }
+        match b {
+            b'n' => self.null(),
+            b'"' if n.leaf => self.leaf(leaf),
+            b'{' if n.wants_object() => self.object(Some(n), leaf, &Edit::default()),
+            b'[' if n.any_index.is_some() => self.array(n.any_index.as_deref(), leaf),
+            _ => Err(Stop::Tree),
+        }
+    }
+
+    /// The value at the cursor, read and checked but not written.
+    pub(super) fn skip(&mut self) -> R<()> {
+        let out = self.out.take();
+        let r = self.value(None, &mut Leaf::Check);
+        self.out = out;
+        r
+    }
+
+    /// A policy leaf: the string at the cursor sealed, opened, or only read.
+    pub(super) fn leaf(&mut self, leaf: &mut Leaf<'_>) -> R<()> {
+        match leaf {
+            // Escapes are checked too: the output pass must meet no mistake.
+            Leaf::Check => {
+                let start = self.i;
+                let (_, escaped) = self.string()?;
+                if escaped {
+                    serde_json::from_slice::<String>(&self.s[start..self.i])
+                        .map_err(|_| Stop::Tree)?;
+                }
+                Ok(())
+            }
+            Leaf::Seal {
+                cipher,
+                suite,
+                nonces,
+                scratch,
+                count,
+            } => {
+                let text = self.text()?;
+                seal_bytes(cipher, *suite, text.as_bytes(), &self.path, scratch, nonces)?;
+                *count += 1;
+                if let Some(o) = &mut self.out {
+                    o.push(b'"');
+                    b64::encode_append(scratch, o);
+                    o.push(b'"');
+                }
+                Ok(())
+            }
+            Leaf::Open { cipher, suite } => {
+                let text = self.text()?;
+                let plain = open_str(cipher, *suite, &text, &self.path)?;
+                if let Some(o) = &mut self.out {
+                    serde_json::to_writer(o, &plain).map_err(|_| Stop::Tree)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the object at the cursor (at its brace).
+    pub(super) fn begin_object(&mut self) -> R<Obj> {
+        if self.peek()? != b'{' {
+            return Err(Stop::Tree);
+        }
+        self.enter()?;
+        self.i += 1;
+        self.put(b"{");
+        Ok(Obj {
+            written: false,
+            names: self.names.len(),
+        })
+    }
+
+    /// The next member's name (the cursor then at its value), or `None` past the closing
+    /// brace. Writes nothing.
+    pub(super) fn member(&mut self, o: &Obj) -> R<Option<&'a [u8]>> {
+        let count = self.names.len() - o.names;
+        match (self.peek()?, count) {
+            (b'}', _) => {
+                self.i += 1;
+                return Ok(None);
+            }
+            (b',', 1..) => {
+                self.i += 1;
+                if self.peek()? != b'"' {
+                    return Err(Stop::Tree);
+                }
+            }
+            (b'"', 0) => {}
+            _ => return Err(Stop::Tree),
+        }
+        let (name, escaped) = self.string()?;
+        // The tree keeps the last of repeated members at the first one's place; escaped
+        // names would need unescaping to compare: both are rare, the tree driver takes them.
+        if escaped || count >= MAX_MEMBERS || self.names[o.names..].contains(&name) {
+            return Err(Stop::Tree);
+        }
+        self.names.push(name);
+        if self.peek()? != b':' {
+            return Err(Stop::Tree);
+        }
+        self.i += 1;
+        Ok(Some(name))
+    }
+
+    /// Writes a member's name (and the comma before it).
+    pub(super) fn write_name(&mut self, o: &mut Obj, name: &[u8]) {
+        if let Some(out) = &mut self.out {
+            if o.written {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"\":");
+        }
+        o.written = true;
+    }
+
+    /// Ends an object whose closing brace was read.
+    pub(super) fn end_object(&mut self, o: Obj) {
+        self.names.truncate(o.names);
+        self.depth -= 1;
+        self.put(b"}");
+    }
+
+    /// The object at the cursor under `node`, with `edit` applied to its members.
+    pub(super) fn object(
+        &mut self,
+        node: Option<&Node>,
+        leaf: &mut Leaf<'_>,
+        edit: &Edit<'_>,
+    ) -> R<()> {
+        let mut o = self.begin_object()?;
+        let base = self.path.len();
+        while let Some(name) = self.member(&o)? {
+            if edit.drop_key && name == ENCRYPTION_KEY.as_bytes() {
+                self.skip()?;
+                continue;
+            }
+            self.write_name(&mut o, name);
+            let child = child(node, name)?;
+            if child.is_some() {
+                push_key(
+                    &mut self.path,
+                    std::str::from_utf8(name).map_err(|_| Stop::Tree)?,
+                );
+            }
+            self.value(child, leaf)?;
+            self.path.truncate(base);
+        }
+        if let Some(blob) = edit.append_key {
+            self.write_name(&mut o, ENCRYPTION_KEY.as_bytes());
+            self.put(b"\"");
+            self.put(blob.as_bytes());
+            self.put(b"\"");
+        }
+        self.end_object(o);
+        Ok(())
+    }
+
+    /// The array at the cursor, each element under `node`.
+    pub(super) fn array(&mut self, node: Option<&Node>, leaf: &mut Leaf<'_>) -> R<()> {
+        self.enter()?;
+        self.i += 1;
+        self.put(b"[");
+        let base = self.path.len();
+        let mut index = 0usize;
+        if self.peek()? == b']' {
+            self.i += 1;
+        } else {
+            loop {
+                if index > 0 {
+                    self.put(b",");
+                }
+                if node.is_some() {
+                    push_index(&mut self.path, index);
+                }
+                self.value(node, leaf)?;
+                self.path.truncate(base);
+                index += 1;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(Stop::Tree),
+                }
+            }
+        }
+        self.depth -= 1;
+        self.put(b"]");
+        Ok(())
+    }
+
+    /// Starts the array at the cursor, to be read element by element with [`Self::element`].
+    pub(super) fn begin_array(&mut self) -> R<()> {
+        if self.peek()? != b'[' {
+            return Err(Stop::Tree);
+        }
+        self.enter()?;
+        self.i += 1;
+        self.put(b"[");
+        Ok(())
+    }
+
+    /// Whether another element follows (`index` elements were read); past the closing
+    /// bracket when none does. Writes the comma.
+    pub(super) fn element(&mut self, index: usize) -> R<bool> {
+        match (self.peek()?, index) {
+            (b']', _) => {
+                self.i += 1;
+                self.depth -= 1;
+                self.put(b"]");
+                Ok(false)
+            }
+            (b',', 1..) => {
+                self.i += 1;
+                self.put(b",");
+                Ok(true)
+            }
+            (_, 0) => Ok(true),
+            _ => Err(Stop::Tree),
+        }
+    }
+}
+
+/// Whether any byte of `w` is a quote, a backslash or a control character (SWAR: a byte
+/// below `n` sets its high bit in `x - n*0x01..` where it was clear in `x`).
+pub(super) fn special(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    (below(w, 0x20) | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
+}
+
+/// The policy node for member `name` of an object under `node`.
+pub(super) fn child<'n>(node: Option<&'n Node>, name: &[u8]) -> R<Option<&'n Node>> {
+    match node {
+        None => Ok(None),
+        Some(n) if n.deep => Ok(Some(&DEEP)),
+        Some(n) => route(n, name),
+    }
+}
+
+/// The policy node for member `name` of an object under `n`, as the tree driver's walk
+/// picks it. A member both named by a path and under `*` would be visited twice there: the
+/// tree driver takes that.
+pub(super) fn route<'n>(n: &'n Node, name: &[u8]) -> R<Option<&'n Node>> {
+    let named = n
+        .keys
+        .iter()
+        .find(|(k, _)| k.as_bytes() == name)
+        .map(|(_, sub)| sub);
+    match (named, n.any_key.as_deref()) {
+        (Some(_), Some(_)) => Err(Stop::Tree),
+        (Some(sub), None) | (None, Some(sub)) => Ok(Some(sub)),
+        (None, None) => Ok(None),
+    }
+}

@@ -1,0 +1,411 @@
+//! The splice driver against the tree driver: the same bytes, errors and key calls.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::copier::special;
+use super::*;
+use crate::cache::{CacheConfig, KeyCache};
+use crate::provider::{KeyError, KeyProvider};
+use crate::secret::{DataKey, SecretKey};
+use crate::suite::FIXED_NONCES;
+use crate::walker::{parse, serialize, EngineOptions};
+use crate::Policy;
+
+/// One data key for everything, and a count of the keys asked for: with fixed nonces,
+/// two drivers' outputs of one document compare byte for byte.
+#[derive(Debug, Default)]
+struct Fixed {
+    made: AtomicUsize,
+}
+
+const BLOB: &[u8] = b"the-one-data-key";
+
+#[async_trait]
+impl KeyProvider for Fixed {
+    async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        Ok(DataKey {
+            key: SecretKey::from_bytes([5; 32]),
+            blob: Arc::from(BLOB),
+            key_arn: None,
+        })
+    }
+    async fn decrypt_data_key(&self, blob: &[u8]) -> Result<Option<SecretKey>, KeyError> {
+        match blob == BLOB {
+            true => Ok(Some(SecretKey::from_bytes([5; 32]))),
+            false => Err(KeyError::BadBlob("not the test's")),
+        }
+    }
+}
+
+fn engine(policy: Policy, opts: EngineOptions) -> (Engine, Arc<Fixed>) {
+    let p = Arc::new(Fixed::default());
+    let cache = KeyCache::new(p.clone(), CacheConfig::default());
+    (Engine::new(Arc::new(cache), policy, opts), p)
+}
+
+fn plain() -> (Engine, Arc<Fixed>) {
+    engine(Policy::default(), EngineOptions::default())
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    FIXED_NONCES.with(|f| f.set(true));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(f)
+}
+
+/// What a driver gave: its bytes or its error (as the user reads it), and the keys it
+/// asked for.
+type Outcome = (Result<Vec<u8>, String>, usize);
+
+fn tree_encrypt(doc: &[u8]) -> Outcome {
+    let (e, p) = plain();
+    let r = block_on(async {
+        let mut v = parse(doc)?;
+        e.encrypt_document(&mut v).await?;
+        serialize(&v, false)
+    });
+    (r.map_err(|e| e.to_string()), p.made.load(Ordering::SeqCst))
+}
+
+fn sliced_encrypt(doc: &[u8]) -> Outcome {
+    let (e, p) = plain();
+    let r = block_on(e.encrypt_slice(doc, false));
+    (r.map_err(|e| e.to_string()), p.made.load(Ordering::SeqCst))
+}
+
+fn took_encrypt(doc: &[u8]) -> bool {
+    let (e, _) = plain();
+    !matches!(block_on(e.splice_encrypt(doc)), Err(Stop::Tree))
+}
+
+fn tree_decrypt(doc: &[u8]) -> Result<(Vec<u8>, usize, usize), String> {
+    let (e, _) = plain();
+    block_on(async {
+        let mut v = parse(doc)?;
+        let r = e.decrypt_document(&mut v).await?;
+        Ok((serialize(&v, false)?, r.items, r.skipped))
+    })
+    .map_err(|e: Error| e.to_string())
+}
+
+fn sliced_decrypt(doc: &[u8]) -> Result<(Vec<u8>, usize, usize), String> {
+    let (e, _) = plain();
+    block_on(e.decrypt_slice(doc, false))
+        .map(|(out, r)| (out, r.items, r.skipped))
+        .map_err(|e| e.to_string())
+}
+
+fn took_decrypt(doc: &[u8]) -> bool {
+    let (e, _) = plain();
+    !matches!(block_on(e.splice_decrypt(doc)), Err(Stop::Tree))
+}
+
+/// Both drivers give the same bytes (or error) and ask for the same keys, encrypting
+/// and then decrypting; returns whether the splice driver took the encryption.
+fn same_as_tree(name: &str, doc: &[u8]) -> bool {
+    let tree = tree_encrypt(doc);
+    let sliced = sliced_encrypt(doc);
+    let show = |o: &Outcome| match &o.0 {
+        Ok(b) => String::from_utf8_lossy(b).into_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    assert_eq!(show(&sliced), show(&tree), "{name}");
+    assert_eq!(sliced.1, tree.1, "{name}: keys made");
+    if let Ok(enc) = &tree.0 {
+        assert_eq!(sliced_decrypt(enc), tree_decrypt(enc), "{name}: decrypt");
+    }
+    took_encrypt(doc)
+}
+
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let mut out = Vec::new();
+    for dir in [
+        "one-api/requests",
+        "one-api/callbacks",
+        "legacy/requests",
+        "legacy/callbacks",
+    ] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    assert!(out.len() > 20, "{}", out.len());
+    out
+}
+
+/// The mixed batch of the benchmarks (text, templates, locations, contacts, captions).
+fn mixed(n: usize) -> Vec<u8> {
+    let msgs: Vec<Value> = (0..n)
+        .map(|i| match i % 5 {
+            0 => json!({"channel": "whatsapp", "to": format!("2779{i:07}"), "content": format!("Balance R{i}.00")}),
+            1 => json!({"channel": "whatsapp", "to": "1", "template": {"templateName": "t",
+                "header": {"type": "text", "text": {"parameters": {"1": "Nov"}}},
+                "body": {"parameters": {"1": format!("R{i}"), "2": "x"}},
+                "buttons": {"websiteUrl": [{"listPosition": 1, "parameters": {"1": "a/1"}}]}}}),
+            2 => json!({"channel": "whatsapp", "to": "1", "location": {"longitude": "18.6",
+                "latitude": "-33.8", "name": "Branch", "address": "100 Edward Street"}}),
+            3 => json!({"channel": "whatsapp", "to": "1", "contacts": [{"name": {"firstName": "J"},
+                "phones": [{"phone": "+1 940", "type": "HOME"}], "urls": [], "org": {}}]}),
+            _ => json!({"channel": "whatsapp", "to": "1", "media": {"fileId": "f.pdf", "caption": "c"}}),
+        })
+        .collect();
+    serde_json::to_vec_pretty(&json!({ "messages": msgs })).unwrap()
+}
+
+proptest! {
+    /// The eight-bytes-at-a-time test agrees with the byte-by-byte one.
+    #[test]
+    fn special_finds_every_quote_backslash_and_control(bytes in any::<[u8; 8]>()) {
+        let slow = bytes.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        prop_assert_eq!(special(u64::from_le_bytes(bytes)), slow);
+    }
+}
+
+#[test]
+fn every_fixture_gives_the_tree_drivers_bytes() {
+    let mut took = 0;
+    for (name, doc) in fixtures() {
+        took += usize::from(same_as_tree(&name, &doc));
+    }
+    // The request fixtures without inline media are the splice driver's to take.
+    assert!(took >= 10, "the splice driver took {took} fixtures");
+}
+
+#[test]
+fn a_mixed_batch_gives_the_tree_drivers_bytes() {
+    let doc = mixed(2500);
+    assert!(same_as_tree("mixed", &doc));
+}
+
+/// Documents the splice driver takes: serde_json's formatting of everything it copies.
+const TAKEN: &[&str] = &[
+    r#"{"messages":[{"channel":"whatsapp","to":"1","content":"caf\u00e9 \"q\" \\ \/ \n\t\u0001 \ud83d\ude00","clientMessageId":"\u00e9\u007f"}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","to":"1","content":"x","n":[1E5,-0,0.10,1e-7,12345678901234567890123,-1.5E+300,2e0]}]}"#,
+    "{ \"messages\" :\n [ { \"channel\" : \"whatsapp\" ,\r\n\t\"content\" : \"é 😀\" } ] , \"x\" : [ ] , \"y\" : { } }  \n",
+    r#"{"messages":[{"channel":"whatsapp","content":null,"location":{"name":null,"address":"a"},"x":null}]}"#,
+    r#"{"messages":[]}"#,
+    r#"{"a":{"b":[1,{},[[]],true,false,null]},"messages":[{}],"z":true}"#,
+    r#"{"messages":[{"to":"1","content":"hi","caption":"c"},{"to":"2","hsm":{"parameters":{"1":"p"}}}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","contacts":[{"name":{"n":["a",null,{"b":"c"}]}},null,[]]}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","template":{"body":{"parameters":{}},"buttons":{"websiteUrl":[]}}}]}"#,
+];
+
+#[test]
+fn what_it_copies_is_written_as_serde_json_writes_it() {
+    for doc in TAKEN {
+        assert!(same_as_tree(doc, doc.as_bytes()), "not taken: {doc}");
+    }
+}
+
+/// Documents the splice driver hands to the tree driver, which then gives its usual
+/// output or error.
+const HANDED_ON: &[&str] = &[
+    // A repeated member: the tree keeps the last value at the first one's place.
+    r#"{"messages":[{"channel":"w","content":"a","content":"b"}]}"#,
+    r#"{"messages":[{"channel":"w","content":"a"}],"messages":[]}"#,
+    r#"{"messages":[{"chan\u006eel":"whatsapp","content":"a"}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","content":5}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","location":{"name":true}}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","contacts":[{"age":3}]}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","content":"a","encryptionKey":null}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","content":"a","encryptionKey":"eA=="}]}"#,
+    r#"{"encryptionKey":null,"messages":[{"to":"1","content":"a"}]}"#,
+    r#"{"messages":[{"content":"a"},]}"#,
+    r#"{"messages":[{"content":"a",}]}"#,
+    r#"{"messages":[]} x"#,
+    r#"{"messages":[01]}"#,
+    "",
+    "  ",
+    "[1]",
+    r#"{"messages":{}}"#,
+    r#"{"messages":[1]}"#,
+    r#"{"event":{"moText":[{"content":"x"}]}}"#,
+    r#"{"integrationId":"i","content":"x"}"#,
+    r#"{"event":{"moText":[{"content":"x"}]},"messages":[{"channel":"whatsapp","content":"a"}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","content":"aGk=","media":{"contentType":"image/png"}}]}"#,
+    r#"{"messages":[{"to":"1","content":"aGk=","contentType":"image/png"}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","caption":"legacy beside One API"}]}"#,
+    "{\"messages\":[{\"content\":\"a\u{1}\"}]}",
+    r#"{"messages":[{"content":"a"}]"#,
+    r#"{"messages":[{"content":"\ud800"}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","content":"\ud800"}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","to":"\ud800"}]}"#,
+    r#"{"messages":[{"channel":"whatsapp","location":{"name":"\x"}}]}"#,
+];
+
+#[test]
+fn what_it_does_not_take_the_tree_driver_does() {
+    for doc in HANDED_ON {
+        assert!(!same_as_tree(doc, doc.as_bytes()), "taken: {doc}");
+    }
+    let deep = format!(
+        r#"{{"messages":[{{"content":"a","x":{}1{}}}]}}"#,
+        "[".repeat(110),
+        "]".repeat(110)
+    );
+    assert!(!same_as_tree("deep", deep.as_bytes()));
+    let invalid_utf8 = b"{\"messages\":[{\"content\":\"\xff\"}]}";
+    assert!(!same_as_tree("invalid UTF-8", invalid_utf8));
+}
+
+#[test]
+fn decryption_gives_the_tree_drivers_bytes_and_report() {
+    let one = sliced_encrypt(br#"{"messages":[{"channel":"whatsapp","content":"a"}]}"#)
+        .0
+        .unwrap();
+    let sealed: Value = serde_json::from_slice(&one).unwrap();
+    let ct = sealed["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = crate::b64::encode(BLOB);
+    let docs = [
+        // Legacy: the document's key, used by messages without their own, then removed.
+        json!({"encryptionKey": blob, "messages": [{"to": "1", "content": ct}, {"to": "2", "content": ct, "encryptionKey": blob}]}),
+        // A message without its own key and a null one, with the document's key.
+        json!({"messages": [{"to": "1", "content": ct, "encryptionKey": null}], "encryptionKey": blob}),
+        // No key anywhere: skipped, left as it is (wrong types and all).
+        json!({"messages": [{"channel": "whatsapp", "content": 5}, {"channel": "whatsapp", "content": ct, "encryptionKey": blob}]}),
+    ];
+    for d in &docs {
+        let doc = serde_json::to_vec(d).unwrap();
+        assert!(took_decrypt(&doc), "{d}");
+        assert_eq!(sliced_decrypt(&doc), tree_decrypt(&doc), "{d}");
+    }
+}
+
+#[test]
+fn a_wrong_type_met_while_decrypting_hands_the_document_on() {
+    let blob = crate::b64::encode(BLOB);
+    let d = json!({"messages": [{"channel": "whatsapp", "content": 5, "encryptionKey": blob}]});
+    let doc = serde_json::to_vec(&d).unwrap();
+    assert!(!took_decrypt(&doc));
+    let (s, t) = (sliced_decrypt(&doc), tree_decrypt(&doc));
+    assert!(
+        s.as_ref().is_err_and(|e| e.contains("messages[0].content")),
+        "{s:?}"
+    );
+    assert_eq!(s, t);
+}
+
+#[test]
+fn a_decryption_failure_is_the_tree_drivers_error_at_the_same_path() {
+    let enc = sliced_encrypt(&mixed(12)).0.unwrap();
+    let mut v: Value = serde_json::from_slice(&enc).unwrap();
+    let text = v["messages"][5]["content"]
+        .as_str()
+        .unwrap()
+        .replace('A', "B");
+    v["messages"][5]["content"] = Value::String(text + "AAAA");
+    v["messages"][7]["location"]["name"] = json!("not base64!");
+    v["messages"][9]["encryptionKey"] = json!("b3RoZXI=");
+    for bad in [5, 7, 9] {
+        let mut d = v.clone();
+        for other in [5, 7, 9].iter().filter(|i| **i < bad) {
+            d["messages"][*other] = json!({"channel": "whatsapp"});
+        }
+        let doc = serde_json::to_vec(&d).unwrap();
+        assert!(took_decrypt(&doc));
+        let (s, t) = (sliced_decrypt(&doc), tree_decrypt(&doc));
+        assert!(s.is_err(), "message {bad}");
+        assert_eq!(s, t, "message {bad}");
+    }
+}
+
+#[test]
+fn options_the_splice_driver_does_not_take_go_to_the_tree_driver() {
+    let doc = br#"{"messages":[{"channel":"whatsapp","content":"a"}]}"#;
+    let strict = Policy {
+        strict: true,
+        ..Policy::default()
+    };
+    let (e, _) = engine(strict, EngineOptions::default());
+    assert!(matches!(block_on(e.splice_encrypt(doc)), Err(Stop::Tree)));
+    let keep_going = EngineOptions {
+        keep_going: true,
+        ..EngineOptions::default()
+    };
+    let (e, _) = engine(Policy::default(), keep_going);
+    assert!(matches!(block_on(e.splice_decrypt(doc)), Err(Stop::Tree)));
+    let (e, _) = plain();
+    assert!(block_on(e.splice_encrypt(doc)).is_ok());
+}
+
+/// JSON values of every kind, shallow enough to stay quick.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (-1e6f64..1e6).prop_map(|f| json!(f)),
+        "[ -~é😀\u{1}\"\\\\]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec(("[a-z]{1,3}|content|name|phones", inner), 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Messages with policy members (text, nested, arrays, deep) and others.
+fn any_message() -> impl Strategy<Value = Value> {
+    let member = prop_oneof![
+        Just("content".to_string()),
+        Just("channel".to_string()),
+        Just("to".to_string()),
+        Just("location".to_string()),
+        Just("template".to_string()),
+        Just("contacts".to_string()),
+        Just("media".to_string()),
+        "[a-z]{1,6}",
+    ];
+    let value = prop_oneof![
+        3 => "[ -~é\"\\\\]{0,16}".prop_map(Value::String),
+        1 => any_json(),
+        1 => Just(json!({"name": "n", "address": "a", "caption": "c"})),
+        1 => Just(json!({"body": {"parameters": {"1": "p"}}, "templateName": "t"})),
+        1 => Just(json!([{"name": {"first": "x"}, "phones": [{"phone": "1"}]}])),
+    ];
+    prop::collection::vec((member, value), 0..6)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+/// Whatever the request, the bytes out are the tree driver's, taken or handed on; and
+/// the splice driver takes a good share of them (else this would prove little).
+#[test]
+fn any_request_gives_the_tree_drivers_bytes() {
+    let strategy = (
+        prop::collection::vec(any_message(), 0..5),
+        any_json(),
+        any::<bool>(),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(128));
+    let taken = std::cell::Cell::new(0usize);
+    runner
+        .run(&strategy, |(msgs, extra, pretty)| {
+            let doc = json!({"messages": msgs, "x": extra});
+            let bytes = if pretty {
+                serde_json::to_vec_pretty(&doc).unwrap()
+            } else {
+                serde_json::to_vec(&doc).unwrap()
+            };
+            taken.set(taken.get() + usize::from(same_as_tree("generated", &bytes)));
+            Ok(())
+        })
+        .unwrap();
+    assert!(taken.get() >= 32, "taken: {} of 128", taken.get());
+}
