@@ -33,9 +33,9 @@ pub fn encode_append(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// Decodes canonical standard base64 after trimming surrounding ASCII whitespace.
 /// The error carries no detail about the input on purpose: callers name the JSON path.
-pub fn decode(s: &str) -> Result<Vec<u8>, InvalidBase64> {
+pub fn decode(s: impl AsRef<[u8]>) -> Result<Vec<u8>, InvalidBase64> {
     STANDARD
-        .decode(s.trim_matches(|c: char| c.is_ascii_whitespace()))
+        .decode(s.as_ref().trim_ascii())
         .map_err(|_| InvalidBase64)
 }
 

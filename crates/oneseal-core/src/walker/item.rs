@@ -121,7 +121,7 @@ pub(crate) fn open_text(
     path: &str,
 ) -> Result<(), Error> {
     let Value::String(s) = v else { return Ok(()) };
-    *s = open_str(cipher, suite, s, path)?;
+    *s = open_str(cipher, suite, s.as_bytes(), path)?;
     Ok(())
 }
 
@@ -129,7 +129,7 @@ pub(crate) fn open_text(
 pub(crate) fn open_str(
     cipher: &FieldCipher,
     suite: DecryptSuite,
-    s: &str,
+    s: &[u8],
     path: &str,
 ) -> Result<String, Error> {
     let ct = b64::decode(s).map_err(|_| Error::Base64 {
@@ -379,7 +379,7 @@ impl Engine {
             return Ok(());
         };
         let Some(key) = key else { return Ok(()) };
-        let bytes = b64::decode(s).map_err(|_| Error::Base64 {
+        let bytes = b64::decode(&*s).map_err(|_| Error::Base64 {
             path: content_path.clone(),
         })?;
         let (sealed, digest) = crate::stream::seal_with_hash(key.key(), self.opts.suite, &bytes)
@@ -466,7 +466,7 @@ impl Engine {
         else {
             return Ok(());
         };
-        let ct = b64::decode(s).map_err(|_| Error::Base64 {
+        let ct = b64::decode(&*s).map_err(|_| Error::Base64 {
             path: content_path.clone(),
         })?;
         let suite = self.opts.decrypt_suite;

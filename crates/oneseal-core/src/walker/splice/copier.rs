@@ -125,30 +125,45 @@ impl<'a> Copier<'a> {
         let mut escaped = false;
         let mut high = 0u64;
         loop {
-            // Eight bytes at a time while none of them ends the string, starts an escape or
-            // is a control character (most base64 runs), then byte by byte.
-            while let Some(w) = s.get(j..j + 8) {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(w);
-                let w = u64::from_le_bytes(b);
-                if special(w) {
-                    break;
+            // Eight bytes at a time: the first one that ends the string, starts an escape or
+            // is a control character is found in the word, then handled below.
+            let c = match s.get(j..j + 8) {
+                Some(w) => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(w);
+                    let w = u64::from_le_bytes(b);
+                    let m = special(w);
+                    if m == 0 {
+                        high |= w;
+                        j += 8;
+                        continue;
+                    }
+                    // The lowest flagged byte is exact (see `special`); below 8, so the
+                    // shift is below 64.
+                    let k = (m.trailing_zeros() / 8) as usize;
+                    high |= w & ((1u64 << (8 * k)) - 1);
+                    j += k;
+                    b[k]
                 }
-                high |= w;
-                j += 8;
-            }
-            match s.get(j) {
-                Some(b'"') => break,
-                Some(b'\\') => {
+                // The last few bytes of the input, one at a time.
+                None => match s.get(j) {
+                    Some(&c) if c >= 0x20 && c != b'"' && c != b'\\' => {
+                        high |= u64::from(c);
+                        j += 1;
+                        continue;
+                    }
+                    Some(&c) => c,
+                    None => return Err(Stop::Tree),
+                },
+            };
+            match c {
+                b'"' => break,
+                b'\\' => {
                     escaped = true;
                     j += 2;
                 }
                 // Raw control characters are not JSON.
-                Some(0..=0x1f) | None => return Err(Stop::Tree),
-                Some(&c) => {
-                    high |= u64::from(c);
-                    j += 1;
-                }
+                _ => return Err(Stop::Tree),
             }
         }
         self.i = j + 1;
@@ -161,18 +176,16 @@ impl<'a> Copier<'a> {
         Ok((body, escaped))
     }
 
-    /// The text of the string at the cursor, unescaped.
-    pub(super) fn text(&mut self) -> R<Cow<'a, str>> {
+    /// The text of the string at the cursor, unescaped (UTF-8, as [`Self::string`] found).
+    pub(super) fn text(&mut self) -> R<Cow<'a, [u8]>> {
         let start = self.i;
         let (body, escaped) = self.string()?;
         if escaped {
             serde_json::from_slice::<String>(&self.s[start..self.i])
-                .map(Cow::Owned)
+                .map(|t| Cow::Owned(t.into_bytes()))
                 .map_err(|_| Stop::Tree)
         } else {
-            std::str::from_utf8(body)
-                .map(Cow::Borrowed)
-                .map_err(|_| Stop::Tree)
+            Ok(Cow::Borrowed(body))
         }
     }
 
@@ -328,7 +341,7 @@ impl<'a> Copier<'a> {
                 count,
             } => {
                 let text = self.text()?;
-                seal_bytes(cipher, *suite, text.as_bytes(), &self.path, scratch, nonces)?;
+                seal_bytes(cipher, *suite, &text, &self.path, scratch, nonces)?;
                 *count += 1;
                 if let Some(o) = &mut self.out {
                     o.push(b'"');
@@ -516,14 +529,16 @@ impl<'a> Copier<'a> {
     }
 }
 
-/// Whether any byte of `w` is a quote, a backslash or a control character (SWAR: a byte
-/// below `n` sets its high bit in `x - n*0x01..` where it was clear in `x`).
-pub(super) fn special(w: u64) -> bool {
+/// The bytes of `w` (little-endian) that are a quote, a backslash or a control character,
+/// each flagged by its high bit (SWAR: a byte below `n` sets its high bit in `x - n*0x01..`
+/// where it was clear in `x`). Bytes above a flagged one may be flagged wrongly (a borrow
+/// carries up); the lowest flagged byte, and whether any is, are exact.
+pub(super) fn special(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    (below(w, 0x20) | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
+    below(w, 0x20) | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// The policy node for member `name` of an object under `node`.

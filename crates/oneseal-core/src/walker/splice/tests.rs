@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::copier::special;
+use super::copier::{special, Copier};
 use super::*;
 use crate::cache::{CacheConfig, KeyCache};
 use crate::provider::{KeyError, KeyProvider};
@@ -165,11 +165,39 @@ fn mixed(n: usize) -> Vec<u8> {
 }
 
 proptest! {
-    /// The eight-bytes-at-a-time test agrees with the byte-by-byte one.
+    /// The eight-bytes-at-a-time search finds the first quote, backslash or control
+    /// character exactly.
     #[test]
-    fn special_finds_every_quote_backslash_and_control(bytes in any::<[u8; 8]>()) {
-        let slow = bytes.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
-        prop_assert_eq!(special(u64::from_le_bytes(bytes)), slow);
+    fn special_finds_the_first_quote_backslash_or_control(bytes in any::<[u8; 8]>()) {
+        let first = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        let m = special(u64::from_le_bytes(bytes));
+        prop_assert_eq!((m != 0).then(|| (m.trailing_zeros() / 8) as usize), first);
+    }
+
+    /// A string token read by the copier is the one serde_json reads (or neither reads it).
+    #[test]
+    fn strings_are_cut_where_serde_json_cuts_them(
+        body in prop::collection::vec(prop_oneof![
+            8 => 0x20u8..0x7f, 1 => Just(b'\\'), 1 => Just(b'"'), 1 => 0u8..0x20, 1 => 0x80u8..=0xff,
+        ], 0..40),
+    ) {
+        let mut doc = vec![b'"'];
+        doc.extend_from_slice(&body);
+        let mut c = Copier::new(&doc, None);
+        let ours = c.string().ok().map(|(raw, _)| raw.len() + 2);
+        let mut stream = serde_json::Deserializer::from_slice(&doc).into_iter::<String>();
+        let theirs = matches!(stream.next(), Some(Ok(_))).then(|| stream.byte_offset());
+        // Where serde_json reads a string, the copier cuts it at the same place; the copier
+        // may refuse more (escapes are checked later), never less.
+        if let Some(n) = ours {
+            let escaped = doc[1..n - 1].contains(&b'\\');
+            if !escaped {
+                prop_assert_eq!(Some(n), theirs);
+            }
+        }
+        if let Some(n) = theirs {
+            prop_assert_eq!(Some(n), ours);
+        }
     }
 }
 
