@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::detect::{detect_shape, Api, Markers, PayloadKind, Shape, ENCRYPTION_KEY};
 use super::document::{Sealing, Unsealing};
 use super::item::{sub_key_path, Blobs, Engine, Report};
-use super::layout::{message_path, Node};
+use super::layout::{message_path, KeyPlacement, KeyScope, Layout, Node};
 use crate::error::Error;
 use crate::suite::NonceSource;
 use copier::{child, Copier, Edit, Leaf};
@@ -86,7 +86,7 @@ impl<'a> KeyMember<'a> {
 /// One message, as the shape pass found it.
 struct Message<'a> {
     key: KeyMember<'a>,
-    /// Which of the watched member names it has (bit i: `Splice::watch[i]`).
+    /// Which of the watched member names it has (bit i: the i-th name of `watched`).
     has: u8,
 }
 
@@ -253,7 +253,7 @@ impl Engine {
         let node = &self.compiled_kind(kind).all;
         let mut sealing = Sealing::new(self, kind, false);
         sealing.plan(found.messages.len());
-        let per_item = kind == PayloadKind::OneRequest;
+        let per_item = sealing.layout().key == KeyScope::PerItem;
         let mut nonces = NonceSource::new();
         let mut scratch = Vec::new();
         // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
@@ -312,6 +312,9 @@ impl Engine {
         let watch = self.watched().ok_or(Stop::Tree)?;
         let found = self.shape(input, &watch, None)?;
         let kind = found.kind;
+        if Layout::of(kind).decrypted_key != KeyPlacement::Remove {
+            return Err(Stop::Tree);
+        }
         let top_key = found.top_key.own()?;
         let mut own = Vec::with_capacity(found.messages.len());
         for m in &found.messages {
@@ -370,6 +373,7 @@ impl Engine {
                     cipher: key.cipher(),
                     suite,
                 };
+                // A request's own key goes once used (`KeyPlacement::Remove`, checked above).
                 let edit = Edit {
                     drop_key: !from_top,
                     append_key: None,
