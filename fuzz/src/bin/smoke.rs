@@ -15,7 +15,11 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -64,7 +68,10 @@ fn mutate(rng: &mut Rng, base: &[u8], other: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let iters: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let iters: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let seeds = seeds(&root);
     let mut total = 0;
@@ -80,7 +87,11 @@ fn main() {
             f(&mutate(&mut rng, a, b));
         }
         total += seeds.len() + iters;
-        println!("smoke {name}: {} inputs in {:.1?}", seeds.len() + iters, t.elapsed());
+        println!(
+            "smoke {name}: {} inputs in {:.1?}",
+            seeds.len() + iters,
+            t.elapsed()
+        );
     }
     // A panic in any target aborts the run; reaching here means every input passed.
     println!("smoke: {total} passed, 0 failed");
