@@ -77,6 +77,7 @@ pub fn media_decrypt(data: &[u8]) {
         }
     }
     let (ct, _) = oneseal_core::stream::seal_with_hash(&k, Suite::Gcm, data).expect("seal");
+    // A fuzz target's panic is its finding: opening what was just sealed must succeed.
     assert_eq!(
         oneseal_core::stream::open_buffer(&k, Suite::Gcm, &ct).expect("open"),
         data

@@ -30,3 +30,24 @@ pub use detect::{detect, Api, PayloadKind, ENCRYPTION_KEY};
 pub use item::{Engine, EngineOptions, Report, MAX_DISTINCT_KEYS};
 pub use json::{parse, serialize, without_bookkeeping};
 pub use stream::Streamed;
+
+/// Tests only: every request and callback fixture, by path, as its bytes.
+#[cfg(test)]
+pub(crate) fn fixture_documents() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let mut out = Vec::new();
+    for dir in [
+        "one-api/requests",
+        "one-api/callbacks",
+        "legacy/requests",
+        "legacy/callbacks",
+    ] {
+        for e in std::fs::read_dir(root.join(dir))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                out.push((p.display().to_string(), std::fs::read(&p)?));
+            }
+        }
+    }
+    Ok(out)
+}

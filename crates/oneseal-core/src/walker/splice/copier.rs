@@ -420,6 +420,25 @@ impl<'a> Copier<'a> {
         o.written = true;
     }
 
+    /// Copies the top-level members of `top` up to its `messages` array and enters it
+    /// (`true`), or the rest of them up to the closing brace (`false`); with `drop_key`, the
+    /// document's `encryptionKey` is left out. Both output passes lay out the top level so.
+    pub(super) fn copy_to_messages(&mut self, top: &mut Obj, drop_key: bool) -> R<bool> {
+        while let Some(name) = self.member(top)? {
+            if drop_key && name == ENCRYPTION_KEY.as_bytes() {
+                self.skip()?;
+                continue;
+            }
+            self.write_name(top, name);
+            if name == b"messages" {
+                self.begin_array()?;
+                return Ok(true);
+            }
+            self.value(None, &mut Leaf::Check)?;
+        }
+        Ok(false)
+    }
+
     /// Ends an object whose closing brace was read.
     pub(super) fn end_object(&mut self, o: Obj) {
         self.names.truncate(o.names);

@@ -259,13 +259,7 @@ impl Engine {
         // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
         let mut c = Copier::new(input, Some(Vec::with_capacity(input.len() * 2 + 4096)));
         let mut top = c.begin_object()?;
-        while let Some(name) = c.member(&top)? {
-            c.write_name(&mut top, name);
-            if name != b"messages" {
-                c.value(None, &mut Leaf::Check)?;
-                continue;
-            }
-            c.begin_array()?;
+        while c.copy_to_messages(&mut top, false)? {
             let mut i = 0;
             while c.element(i)? {
                 message_path(&mut c.path, i);
@@ -343,17 +337,7 @@ impl Engine {
         let suite = self.opts.decrypt_suite;
         let mut c = Copier::new(input, Some(Vec::with_capacity(input.len() + 4096)));
         let mut top = c.begin_object()?;
-        while let Some(name) = c.member(&top)? {
-            if name == ENCRYPTION_KEY.as_bytes() && drop_top {
-                c.skip()?;
-                continue;
-            }
-            c.write_name(&mut top, name);
-            if name != b"messages" {
-                c.value(None, &mut Leaf::Check)?;
-                continue;
-            }
-            c.begin_array()?;
+        while c.copy_to_messages(&mut top, drop_top)? {
             let mut i = 0;
             while c.element(i)? {
                 let mine = own.get(i).copied().ok_or(Stop::Tree)?;

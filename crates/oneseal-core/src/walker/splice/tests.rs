@@ -53,12 +53,16 @@ fn plain() -> (Engine, Arc<Fixed>) {
     engine(Policy::default(), EngineOptions::default())
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// A test's failure: what went wrong, as text.
+type Failed = Box<dyn std::error::Error>;
+
+/// Runs `f` with fixed nonces on a runtime of its own (its error: the runtime's).
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
     FIXED_NONCES.with(|f| f.set(true));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
-        .unwrap();
-    rt.block_on(f)
+        .map_err(|e| format!("no runtime: {e}"))?;
+    Ok(rt.block_on(f))
 }
 
 /// What a driver gave: its bytes or its error (as the user reads it), and the keys it
@@ -71,19 +75,20 @@ fn tree_encrypt(doc: &[u8]) -> Outcome {
         let mut v = parse(doc)?;
         e.encrypt_document(&mut v).await?;
         serialize(&v, false)
-    });
-    (r.map_err(|e| e.to_string()), p.made.load(Ordering::SeqCst))
+    })
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    (r, p.made.load(Ordering::SeqCst))
 }
 
 fn sliced_encrypt(doc: &[u8]) -> Outcome {
     let (e, p) = plain();
-    let r = block_on(e.encrypt_slice(doc, false));
-    (r.map_err(|e| e.to_string()), p.made.load(Ordering::SeqCst))
+    let r = block_on(e.encrypt_slice(doc, false)).and_then(|r| r.map_err(|e| e.to_string()));
+    (r, p.made.load(Ordering::SeqCst))
 }
 
 fn took_encrypt(doc: &[u8]) -> bool {
     let (e, _) = plain();
-    !matches!(block_on(e.splice_encrypt(doc)), Err(Stop::Tree))
+    !matches!(block_on(e.splice_encrypt(doc)), Ok(Err(Stop::Tree)))
 }
 
 fn tree_decrypt(doc: &[u8]) -> Result<(Vec<u8>, usize, usize), String> {
@@ -93,19 +98,20 @@ fn tree_decrypt(doc: &[u8]) -> Result<(Vec<u8>, usize, usize), String> {
         let r = e.decrypt_document(&mut v).await?;
         Ok((serialize(&v, false)?, r.items, r.skipped))
     })
-    .map_err(|e: Error| e.to_string())
+    .and_then(|r| r.map_err(|e: Error| e.to_string()))
 }
 
 fn sliced_decrypt(doc: &[u8]) -> Result<(Vec<u8>, usize, usize), String> {
     let (e, _) = plain();
-    block_on(e.decrypt_slice(doc, false))
-        .map(|(out, r)| (out, r.items, r.skipped))
-        .map_err(|e| e.to_string())
+    block_on(e.decrypt_slice(doc, false)).and_then(|r| {
+        r.map(|(out, r)| (out, r.items, r.skipped))
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn took_decrypt(doc: &[u8]) -> bool {
     let (e, _) = plain();
-    !matches!(block_on(e.splice_decrypt(doc)), Err(Stop::Tree))
+    !matches!(block_on(e.splice_decrypt(doc)), Ok(Err(Stop::Tree)))
 }
 
 /// Both drivers give the same bytes (or error) and ask for the same keys, encrypting
@@ -125,28 +131,8 @@ fn same_as_tree(name: &str, doc: &[u8]) -> bool {
     took_encrypt(doc)
 }
 
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
-    let mut out = Vec::new();
-    for dir in [
-        "one-api/requests",
-        "one-api/callbacks",
-        "legacy/requests",
-        "legacy/callbacks",
-    ] {
-        for e in std::fs::read_dir(root.join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "json") {
-                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    assert!(out.len() > 20, "{}", out.len());
-    out
-}
-
 /// The mixed batch of the benchmarks (text, templates, locations, contacts, captions).
-fn mixed(n: usize) -> Vec<u8> {
+fn mixed(n: usize) -> Result<Vec<u8>, Failed> {
     let msgs: Vec<Value> = (0..n)
         .map(|i| match i % 5 {
             0 => json!({"channel": "whatsapp", "to": format!("2779{i:07}"), "content": format!("Balance R{i}.00")}),
@@ -161,7 +147,7 @@ fn mixed(n: usize) -> Vec<u8> {
             _ => json!({"channel": "whatsapp", "to": "1", "media": {"fileId": "f.pdf", "caption": "c"}}),
         })
         .collect();
-    serde_json::to_vec_pretty(&json!({ "messages": msgs })).unwrap()
+    Ok(serde_json::to_vec_pretty(&json!({ "messages": msgs }))?)
 }
 
 proptest! {
@@ -202,19 +188,23 @@ proptest! {
 }
 
 #[test]
-fn every_fixture_gives_the_tree_drivers_bytes() {
+fn every_fixture_gives_the_tree_drivers_bytes() -> Result<(), Failed> {
     let mut took = 0;
-    for (name, doc) in fixtures() {
+    let fixtures = crate::walker::fixture_documents()?;
+    assert!(fixtures.len() > 20, "{}", fixtures.len());
+    for (name, doc) in fixtures {
         took += usize::from(same_as_tree(&name, &doc));
     }
     // The request fixtures without inline media are the splice driver's to take.
     assert!(took >= 10, "the splice driver took {took} fixtures");
+    Ok(())
 }
 
 #[test]
-fn a_mixed_batch_gives_the_tree_drivers_bytes() {
-    let doc = mixed(2500);
+fn a_mixed_batch_gives_the_tree_drivers_bytes() -> Result<(), Failed> {
+    let doc = mixed(2500)?;
     assert!(same_as_tree("mixed", &doc));
+    Ok(())
 }
 
 /// Documents the splice driver takes: serde_json's formatting of everything it copies.
@@ -289,14 +279,12 @@ fn what_it_does_not_take_the_tree_driver_does() {
 }
 
 #[test]
-fn decryption_gives_the_tree_drivers_bytes_and_report() {
-    let one = sliced_encrypt(br#"{"messages":[{"channel":"whatsapp","content":"a"}]}"#)
-        .0
-        .unwrap();
-    let sealed: Value = serde_json::from_slice(&one).unwrap();
+fn decryption_gives_the_tree_drivers_bytes_and_report() -> Result<(), Failed> {
+    let one = sliced_encrypt(br#"{"messages":[{"channel":"whatsapp","content":"a"}]}"#).0?;
+    let sealed: Value = serde_json::from_slice(&one)?;
     let ct = sealed["messages"][0]["content"]
         .as_str()
-        .unwrap()
+        .ok_or("no sealed content")?
         .to_string();
     let blob = crate::b64::encode(BLOB);
     let docs = [
@@ -308,17 +296,18 @@ fn decryption_gives_the_tree_drivers_bytes_and_report() {
         json!({"messages": [{"channel": "whatsapp", "content": 5}, {"channel": "whatsapp", "content": ct, "encryptionKey": blob}]}),
     ];
     for d in &docs {
-        let doc = serde_json::to_vec(d).unwrap();
+        let doc = serde_json::to_vec(d)?;
         assert!(took_decrypt(&doc), "{d}");
         assert_eq!(sliced_decrypt(&doc), tree_decrypt(&doc), "{d}");
     }
+    Ok(())
 }
 
 #[test]
-fn a_wrong_type_met_while_decrypting_hands_the_document_on() {
+fn a_wrong_type_met_while_decrypting_hands_the_document_on() -> Result<(), Failed> {
     let blob = crate::b64::encode(BLOB);
     let d = json!({"messages": [{"channel": "whatsapp", "content": 5, "encryptionKey": blob}]});
-    let doc = serde_json::to_vec(&d).unwrap();
+    let doc = serde_json::to_vec(&d)?;
     assert!(!took_decrypt(&doc));
     let (s, t) = (sliced_decrypt(&doc), tree_decrypt(&doc));
     assert!(
@@ -326,15 +315,16 @@ fn a_wrong_type_met_while_decrypting_hands_the_document_on() {
         "{s:?}"
     );
     assert_eq!(s, t);
+    Ok(())
 }
 
 #[test]
-fn a_decryption_failure_is_the_tree_drivers_error_at_the_same_path() {
-    let enc = sliced_encrypt(&mixed(12)).0.unwrap();
-    let mut v: Value = serde_json::from_slice(&enc).unwrap();
+fn a_decryption_failure_is_the_tree_drivers_error_at_the_same_path() -> Result<(), Failed> {
+    let enc = sliced_encrypt(&mixed(12)?).0?;
+    let mut v: Value = serde_json::from_slice(&enc)?;
     let text = v["messages"][5]["content"]
         .as_str()
-        .unwrap()
+        .ok_or("no sealed content")?
         .replace('A', "B");
     v["messages"][5]["content"] = Value::String(text + "AAAA");
     v["messages"][7]["location"]["name"] = json!("not base64!");
@@ -344,12 +334,13 @@ fn a_decryption_failure_is_the_tree_drivers_error_at_the_same_path() {
         for other in [5, 7, 9].iter().filter(|i| **i < bad) {
             d["messages"][*other] = json!({"channel": "whatsapp"});
         }
-        let doc = serde_json::to_vec(&d).unwrap();
+        let doc = serde_json::to_vec(&d)?;
         assert!(took_decrypt(&doc));
         let (s, t) = (sliced_decrypt(&doc), tree_decrypt(&doc));
         assert!(s.is_err(), "message {bad}");
         assert_eq!(s, t, "message {bad}");
     }
+    Ok(())
 }
 
 #[test]
@@ -360,15 +351,21 @@ fn options_the_splice_driver_does_not_take_go_to_the_tree_driver() {
         ..Policy::default()
     };
     let (e, _) = engine(strict, EngineOptions::default());
-    assert!(matches!(block_on(e.splice_encrypt(doc)), Err(Stop::Tree)));
+    assert!(matches!(
+        block_on(e.splice_encrypt(doc)),
+        Ok(Err(Stop::Tree))
+    ));
     let keep_going = EngineOptions {
         keep_going: true,
         ..EngineOptions::default()
     };
     let (e, _) = engine(Policy::default(), keep_going);
-    assert!(matches!(block_on(e.splice_decrypt(doc)), Err(Stop::Tree)));
+    assert!(matches!(
+        block_on(e.splice_decrypt(doc)),
+        Ok(Err(Stop::Tree))
+    ));
     let (e, _) = plain();
-    assert!(block_on(e.splice_encrypt(doc)).is_ok());
+    assert!(matches!(block_on(e.splice_encrypt(doc)), Ok(Ok(_))));
 }
 
 /// JSON values of every kind, shallow enough to stay quick.
@@ -415,7 +412,7 @@ fn any_message() -> impl Strategy<Value = Value> {
 /// Whatever the request, the bytes out are the tree driver's, taken or handed on; and
 /// the splice driver takes a good share of them (else this would prove little).
 #[test]
-fn any_request_gives_the_tree_drivers_bytes() {
+fn any_request_gives_the_tree_drivers_bytes() -> Result<(), Failed> {
     let strategy = (
         prop::collection::vec(any_message(), 0..5),
         any_json(),
@@ -427,13 +424,15 @@ fn any_request_gives_the_tree_drivers_bytes() {
         .run(&strategy, |(msgs, extra, pretty)| {
             let doc = json!({"messages": msgs, "x": extra});
             let bytes = if pretty {
-                serde_json::to_vec_pretty(&doc).unwrap()
+                serde_json::to_vec_pretty(&doc)
             } else {
-                serde_json::to_vec(&doc).unwrap()
-            };
+                serde_json::to_vec(&doc)
+            }
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
             taken.set(taken.get() + usize::from(same_as_tree("generated", &bytes)));
             Ok(())
         })
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     assert!(taken.get() >= 32, "taken: {} of 128", taken.get());
+    Ok(())
 }

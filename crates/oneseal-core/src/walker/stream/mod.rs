@@ -374,35 +374,27 @@ mod tests {
 
     /// Every fixture, its messages or items repeated so arrays have several elements.
     fn documents() -> Vec<(String, Vec<u8>)> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
         let mut out = Vec::new();
-        for dir in [
-            "one-api/requests",
-            "one-api/callbacks",
-            "legacy/requests",
-            "legacy/callbacks",
-        ] {
-            for e in std::fs::read_dir(root.join(dir)).unwrap() {
-                let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "json") {
-                    let mut v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-                    if let Some(Value::Array(a)) = v.get_mut("messages") {
-                        let copy = a.clone();
-                        for _ in 0..3 {
-                            a.extend(copy.iter().cloned());
-                        }
-                    }
-                    if let Some(Value::Object(ev)) = v.get_mut("event") {
-                        for items in ev.values_mut() {
-                            if let Value::Array(a) = items {
-                                let copy = a.clone();
-                                a.extend(copy);
-                            }
-                        }
-                    }
-                    out.push((p.display().to_string(), serde_json::to_vec(&v).unwrap()));
+        let fixtures = crate::walker::fixture_documents().unwrap_or_default();
+        for (name, bytes) in fixtures {
+            let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            if let Some(Value::Array(a)) = v.get_mut("messages") {
+                let copy = a.clone();
+                for _ in 0..3 {
+                    a.extend(copy.iter().cloned());
                 }
             }
+            if let Some(Value::Object(ev)) = v.get_mut("event") {
+                for items in ev.values_mut() {
+                    if let Value::Array(a) = items {
+                        let copy = a.clone();
+                        a.extend(copy);
+                    }
+                }
+            }
+            out.push((name, v.to_string().into_bytes()));
         }
         // A request that also has an `event` member: left alone, as the tree path does.
         out.push((
