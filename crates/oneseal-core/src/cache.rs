@@ -26,8 +26,8 @@ pub const MAX_KEY_AGE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// 2^32 random-nonce limit of NIST SP 800-38D.
 pub const MAX_SEALS_PER_KEY: u64 = 1 << 24;
 /// With `refresh_ahead`, how many keys may be made ahead of need: a large document starts the
-/// keys its later messages need while the first ones are sealed, within this bound (a
-/// document refused halfway wastes at most these).
+/// keys its later messages need while it is checked and its first ones are sealed, within
+/// this bound (a document refused halfway leaves at most these queued for the next ones).
 pub const MAX_KEYS_AHEAD: usize = 4;
 /// How long a blob that deterministically failed to unwrap (invalid ciphertext, wrong key)
 /// is remembered, so a flood of the same bad blob costs one key-service call.
@@ -45,8 +45,10 @@ pub struct CacheConfig {
     /// With fresh keys per message: how many provider calls may be in flight at once.
     pub max_in_flight: usize,
     /// Start generating the next data key in the background once the current one is 90%
-    /// used (messages or age), so the switch never waits for the key service. For
-    /// long-running processes (the gateway); a short CLI run would waste the last key.
+    /// used (messages or age), and a large document's later keys while it is checked and
+    /// its first messages sealed ([`KeyCache::expect`], [`KeyCache::sealing_key_for`]), so a
+    /// switch seldom waits for the key service. For long-running processes (the gateway, the
+    /// Python package); a short CLI run would waste the last key.
     pub refresh_ahead: bool,
 }
 
@@ -436,6 +438,39 @@ impl KeyCache {
             want = 1;
         }
         while st.ahead.len() < want.min(MAX_KEYS_AHEAD) {
+            match self.generate_in_background() {
+                Some(cell) => st.ahead.push_back(cell),
+                None => break,
+            }
+        }
+    }
+
+    /// With `refresh_ahead`: a document of at least `n` messages is being read (a hint from a
+    /// driver's checking pass, before any key is taken). The keys it will need beyond the
+    /// current key's uses are started now, at most [`MAX_KEYS_AHEAD`], so they are on their
+    /// way while the document is still being checked. Nothing is started for a document one
+    /// key covers: a small document refused by its checks costs no key-service call. A
+    /// large one refused after the hint leaves its keys queued here, where the next
+    /// documents take them: none is wasted.
+    pub fn expect(&self, n: usize) {
+        let max = self.cfg.max_messages.max(1);
+        if !self.cfg.refresh_ahead || max == 1 {
+            return;
+        }
+        let mut st = lock(&self.enc);
+        let left = match &st.current {
+            Some(k) if k.usable() && k.created.elapsed() < self.cfg.max_age => {
+                max.saturating_sub(k.uses.load(Ordering::Acquire))
+            }
+            _ => 0,
+        };
+        // Keys the document will take from the queue, the next one first.
+        let need = n.saturating_sub(left).div_ceil(max);
+        if left == 0 && need < 2 {
+            // One key: the document asks for it when it is written, as a small one does.
+            return;
+        }
+        while st.ahead.len() < need.min(MAX_KEYS_AHEAD) {
             match self.generate_in_background() {
                 Some(cell) => st.ahead.push_back(cell),
                 None => break,
@@ -869,6 +904,76 @@ mod tests {
         assert_eq!(p.generated.load(Ordering::SeqCst), 2);
         // Off by default: the CLI never makes a key it may not use.
         assert!(!CacheConfig::default().refresh_ahead);
+    }
+
+    fn ahead_cache(p: Arc<CountingProvider<Slow>>, refresh_ahead: bool) -> KeyCache {
+        KeyCache::new(
+            p,
+            CacheConfig {
+                max_messages: 100,
+                refresh_ahead,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The provider's calls once those in flight have had time to finish (it takes 20 ms).
+    async fn settled(p: &CountingProvider<Slow>) -> usize {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        p.generated.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expect_starts_the_keys_a_large_document_needs_while_it_is_checked() {
+        let p = slow();
+        let cache = ahead_cache(p.clone(), true);
+        // A 350-message document heard about on a cold cache: its four keys are started.
+        cache.expect(350);
+        assert_eq!(settled(&p).await, 4);
+        // Heard again as the check goes on: nothing more.
+        cache.expect(350);
+        // Written, it takes those four: none made twice.
+        let mut left = 350;
+        while left > 0 {
+            let (_, n) = cache.sealing_key_for(left).await.unwrap();
+            left -= n;
+        }
+        assert_eq!(settled(&p).await, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expect_starts_nothing_for_a_document_one_key_covers() {
+        let p = slow();
+        let cache = ahead_cache(p.clone(), true);
+        cache.expect(100);
+        let (_, n) = cache.sealing_key_for(40).await.unwrap();
+        assert_eq!(n, 40);
+        // The current key has 60 uses left: a 60-message document needs no other.
+        cache.expect(60);
+        assert_eq!(settled(&p).await, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_expected_for_a_refused_document_serve_the_next_one() {
+        let p = slow();
+        let cache = ahead_cache(p.clone(), true);
+        // Heard about, then refused by its checks: its three keys are queued, not dropped.
+        cache.expect(300);
+        assert_eq!(settled(&p).await, 3);
+        // The next document, of 200 messages, takes them: no call of its own.
+        for _ in 0..2 {
+            assert_eq!(cache.sealing_key_for(100).await.unwrap().1, 100);
+        }
+        // Its last grant used its key up: the third, still queued, is the next key.
+        assert_eq!(settled(&p).await, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expect_does_nothing_without_refresh_ahead() {
+        let p = slow();
+        let cache = ahead_cache(p.clone(), false);
+        cache.expect(10_000);
+        assert_eq!(settled(&p).await, 0);
     }
 
     #[tokio::test]

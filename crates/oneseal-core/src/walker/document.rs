@@ -37,6 +37,8 @@ pub(crate) struct Sealing<'e> {
     expected: usize,
     /// Values sealed with the current key and not yet recorded against it.
     unrecorded: u64,
+    /// A checking pass: the items checked so far.
+    checked: usize,
 }
 
 /// Recorded seals may lag the real count by at most this (plus one item's values): the
@@ -56,6 +58,7 @@ impl<'e> Sealing<'e> {
             grant: None,
             expected: 1,
             unrecorded: 0,
+            checked: 0,
         }
     }
 
@@ -156,7 +159,11 @@ impl<'e> Sealing<'e> {
     pub(crate) async fn next_item(&mut self, path: &str) -> Result<(), Error> {
         match self.layout.key {
             KeyScope::PerItem if !self.dry => self.take_grant(path).await,
-            KeyScope::PerItem => Ok(()),
+            KeyScope::PerItem => {
+                self.checked += 1;
+                self.engine.checked(self.kind, self.checked);
+                Ok(())
+            }
             KeyScope::Document => {
                 if self.document_key.is_none() {
                     self.document_key(path).await?;

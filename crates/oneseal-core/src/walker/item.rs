@@ -18,6 +18,7 @@ use crate::suite::{CryptoError, DecryptSuite, FieldCipher, NonceSource, Suite};
 use super::detect::{Api, PayloadKind, ENCRYPTION_KEY};
 use super::layout::{
     get, inline_media_applies, parent_mut, push_key, sub_path, walk_object, Compiled, KeyPlacement,
+    KeyScope, Layout,
 };
 
 /// What a decrypt run did.
@@ -48,6 +49,10 @@ pub struct EngineOptions {
     /// key-service call); 0 means the default, [`MAX_DISTINCT_KEYS`].
     pub max_distinct_keys: usize,
 }
+
+/// How often a checking pass tells the key cache how many items it has read: a lock taken
+/// once per this many items, a quarter of the default messages per key.
+pub(crate) const CHECKED_HINT_EVERY: usize = 256;
 
 /// Default cap on distinct `encryptionKey`s per decrypted document: the decrypt cache's
 /// capacity, beyond which unwrapping would thrash the cache anyway.
@@ -307,6 +312,16 @@ impl Engine {
     /// A data key for the item at `path` (named in the error).
     pub(crate) async fn key_at(&self, path: &str) -> Result<Arc<SealingKey>, Error> {
         self.keys_at(path, 1).await.map(|(k, _)| k)
+    }
+
+    /// A checking pass has read `n` items of a `kind` document (before any key is taken).
+    /// Every [`CHECKED_HINT_EVERY`] items of a kind whose items take their own keys, the key
+    /// cache hears it ([`KeyCache::expect`]): the keys a large document will need are then
+    /// on their way while it is still being checked, and arrive while it is being written.
+    pub(crate) fn checked(&self, kind: PayloadKind, n: usize) {
+        if n % CHECKED_HINT_EVERY == 0 && Layout::of(kind).key == KeyScope::PerItem {
+            self.cache.expect(n);
+        }
     }
 
     /// A data key for up to `n` items from the one at `path` (named in the error), and how

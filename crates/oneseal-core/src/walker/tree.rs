@@ -89,7 +89,9 @@ impl Engine {
     /// Encrypts every policy leaf of `doc` in place and sets `encryptionKey`.
     ///
     /// The whole document is checked first (types at policy paths, existing keys), so a bad
-    /// document costs no key-service call and is left untouched.
+    /// document is left untouched and no key is taken for it. (With a cache that makes keys
+    /// ahead, the checking pass of a document that needs more than one key starts the others
+    /// early; one refused leaves them to the next documents.)
     pub async fn encrypt_document(&self, doc: &mut Value) -> Result<PayloadKind, Error> {
         let kind = detect(doc, self.opts.api)?;
         self.encrypt_pass(doc, kind, true).await?;

@@ -124,8 +124,15 @@ impl Engine {
     /// The shape pass: the whole document read and checked as JSON the splice driver takes,
     /// its payload kind detected, each message's own key and watched members noted; with
     /// `walk`, each message also checked under that policy node (an encryption's checking
-    /// pass done at once when the kind is the one guessed).
-    fn shape<'a>(&self, input: &'a [u8], watch: &[&str], walk: Option<&Node>) -> R<Found<'a>> {
+    /// pass done at once when the kind is the one guessed, `hint`: the key cache hears how
+    /// many messages have been checked so far, see [`Engine::checked`]).
+    fn shape<'a>(
+        &self,
+        input: &'a [u8],
+        watch: &[&str],
+        walk: Option<&Node>,
+        hint: Option<PayloadKind>,
+    ) -> R<Found<'a>> {
         let mut c = Copier::new(input, None);
         let top = c.begin_object()?;
         let mut found = Found {
@@ -163,6 +170,9 @@ impl Engine {
                         c.end_object(item);
                         found.messages.push(m);
                         i += 1;
+                        if let Some(kind) = hint {
+                            self.checked(kind, i);
+                        }
                     }
                 }
                 b"encryptionKey" => found.top_key = KeyMember::read(&mut c)?,
@@ -235,7 +245,12 @@ impl Engine {
             Api::Legacy => PayloadKind::LegacyRequest,
             Api::One | Api::Auto => PayloadKind::OneRequest,
         };
-        let found = self.shape(input, &watch, Some(&self.compiled_kind(guess).all))?;
+        let found = self.shape(
+            input,
+            &watch,
+            Some(&self.compiled_kind(guess).all),
+            Some(guess),
+        )?;
         let kind = found.kind;
         // A key already there is refused or replaced in place by the tree driver.
         if found.top_key != KeyMember::Absent
@@ -304,7 +319,7 @@ impl Engine {
             return Err(Stop::Tree);
         }
         let watch = self.watched().ok_or(Stop::Tree)?;
-        let found = self.shape(input, &watch, None)?;
+        let found = self.shape(input, &watch, None, None)?;
         let kind = found.kind;
         if Layout::of(kind).decrypted_key != KeyPlacement::Remove {
             return Err(Stop::Tree);

@@ -436,3 +436,45 @@ fn any_request_gives_the_tree_drivers_bytes() -> Result<(), Failed> {
     assert!(taken.get() >= 32, "taken: {} of 128", taken.get());
     Ok(())
 }
+
+/// With keys made ahead, a large document's later keys are started while it is checked. One
+/// refused by its checks leaves them to the next document: the two cost the calls the good
+/// one alone costs (its three keys, and the next made ahead as its last is used up).
+#[test]
+fn keys_started_for_a_refused_document_serve_the_next() -> Result<(), Failed> {
+    let p = Arc::new(Fixed::default());
+    let ahead = CacheConfig {
+        refresh_ahead: true,
+        ..CacheConfig::default()
+    };
+    let e = Engine::new(
+        Arc::new(KeyCache::new(p.clone(), ahead)),
+        Policy::default(),
+        EngineOptions::default(),
+    );
+    let good = mixed(3000)?;
+    let mut bad: Value = serde_json::from_slice(&good)?;
+    bad["messages"][2999] = json!({"channel": "whatsapp", "to": "1", "content": 5});
+    let bad = serde_json::to_vec(&bad)?;
+    let made = || p.made.load(Ordering::SeqCst);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()?;
+    rt.block_on(async {
+        let refused = e.encrypt_slice(&bad, false).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.path() == Some("messages[2999].content")),
+            "{refused:?}"
+        );
+        // The keys started while it was checked: one per thousand messages.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(made(), 3);
+        e.encrypt_slice(&good, false).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(made(), 4);
+        Ok(())
+    })
+}

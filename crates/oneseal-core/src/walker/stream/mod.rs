@@ -6,7 +6,7 @@
 //!
 //! The file is read twice. The first pass sees what the tree path sees before touching
 //! anything: the payload kind (by the same detection), the checks of the dry encryption pass
-//! (so a bad document costs no key-service call), and for decryption the top-level key and
+//! (so no key is taken for a bad document), and for decryption the top-level key and
 //! the keys to unwrap ahead. The second pass does the work and writes. The output is the
 //! bytes the tree path writes: members in document order, compact or pretty, a newline at
 //! the end.
