@@ -2,8 +2,6 @@
 //! ([`Compiled`], with strict mode's allowed members), the walk itself, and the JSON-path
 //! helpers every driver names its errors with.
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value};
 
 use super::detect::PayloadKind;
@@ -86,8 +84,9 @@ pub(crate) fn message_path(path: &mut String, i: usize) {
 }
 
 pub(crate) fn push_index(path: &mut String, i: usize) {
-    // Writing to a String cannot fail.
-    let _ = write!(path, "[{i}]");
+    path.push('[');
+    path.push_str(itoa::Buffer::new().format(i));
+    path.push(']');
 }
 
 /// The field paths of one kind merged into a tree, so one pass over a message visits every

@@ -54,10 +54,11 @@ pub(super) struct Edit<'b> {
     pub(super) append_key: Option<&'b str>,
 }
 
-/// An object being read: whether a member was written yet (for commas), and where its
-/// member names start on the name stack.
+/// An object being read: whether a member was written yet (for commas), how many were read,
+/// and where its member names start on the name stack.
 pub(super) struct Obj {
     pub(super) written: bool,
+    members: usize,
     pub(super) names: usize,
 }
 
@@ -71,17 +72,32 @@ pub(super) struct Copier<'a> {
     /// Member names of the objects open at the cursor (repeats are refused).
     pub(super) names: Vec<&'a [u8]>,
     pub(super) depth: usize,
+    /// The shape pass has read these bytes whole: what it checked (member names, UTF-8)
+    /// is not checked again.
+    checked: bool,
 }
 
 impl<'a> Copier<'a> {
-    pub(super) fn new(s: &'a [u8], out: Option<Vec<u8>>) -> Copier<'a> {
+    /// A reading pass over `s`, checking everything.
+    pub(super) fn new(s: &'a [u8]) -> Copier<'a> {
         Copier {
             s,
             i: 0,
-            out,
+            out: None,
             path: String::new(),
             names: Vec::new(),
             depth: 0,
+            checked: false,
+        }
+    }
+
+    /// An output pass into `out`, over bytes the shape pass has read whole (the same input,
+    /// so the same checks would pass again).
+    pub(super) fn writing(s: &'a [u8], out: Vec<u8>) -> Copier<'a> {
+        Copier {
+            out: Some(out),
+            checked: true,
+            ..Copier::new(s)
         }
     }
 
@@ -170,7 +186,8 @@ impl<'a> Copier<'a> {
         let body = &s[start..j];
         // Outside strings any byte past ASCII is refused by the grammar; inside, it must be
         // UTF-8 (escaped strings are checked as serde_json decodes them).
-        if high & 0x8080_8080_8080_8080 != 0 && std::str::from_utf8(body).is_err() {
+        if !self.checked && high & 0x8080_8080_8080_8080 != 0 && std::str::from_utf8(body).is_err()
+        {
             return Err(Stop::Tree);
         }
         Ok((body, escaped))
@@ -371,14 +388,15 @@ impl<'a> Copier<'a> {
         self.put(b"{");
         Ok(Obj {
             written: false,
+            members: 0,
             names: self.names.len(),
         })
     }
 
     /// The next member's name (the cursor then at its value), or `None` past the closing
     /// brace. Writes nothing.
-    pub(super) fn member(&mut self, o: &Obj) -> R<Option<&'a [u8]>> {
-        let count = self.names.len() - o.names;
+    pub(super) fn member(&mut self, o: &mut Obj) -> R<Option<&'a [u8]>> {
+        let count = o.members;
         match (self.peek()?, count) {
             (b'}', _) => {
                 self.i += 1;
@@ -394,12 +412,15 @@ impl<'a> Copier<'a> {
             _ => return Err(Stop::Tree),
         }
         let (name, escaped) = self.string()?;
+        o.members += 1;
         // The tree keeps the last of repeated members at the first one's place; escaped
         // names would need unescaping to compare: both are rare, the tree driver takes them.
-        if escaped || count >= MAX_MEMBERS || self.names[o.names..].contains(&name) {
-            return Err(Stop::Tree);
+        if !self.checked {
+            if escaped || count >= MAX_MEMBERS || self.names[o.names..].contains(&name) {
+                return Err(Stop::Tree);
+            }
+            self.names.push(name);
         }
-        self.names.push(name);
         if self.peek()? != b':' {
             return Err(Stop::Tree);
         }
@@ -455,19 +476,24 @@ impl<'a> Copier<'a> {
     ) -> R<()> {
         let mut o = self.begin_object()?;
         let base = self.path.len();
-        while let Some(name) = self.member(&o)? {
+        while let Some(name) = self.member(&mut o)? {
             if edit.drop_key && name == ENCRYPTION_KEY.as_bytes() {
                 self.skip()?;
                 continue;
             }
             self.write_name(&mut o, name);
-            let child = child(node, name)?;
-            if child.is_some() {
-                push_key(
-                    &mut self.path,
-                    std::str::from_utf8(name).map_err(|_| Stop::Tree)?,
-                );
-            }
+            let child = match route_named(node, name)? {
+                Some((sub, named)) => {
+                    // A name the policy has is pushed as the policy's own text.
+                    let key = match named {
+                        Some(k) => k,
+                        None => std::str::from_utf8(name).map_err(|_| Stop::Tree)?,
+                    };
+                    push_key(&mut self.path, key);
+                    Some(sub)
+                }
+                None => None,
+            };
             self.value(child, leaf)?;
             self.path.truncate(base);
         }
@@ -562,25 +588,24 @@ pub(super) fn special(w: u64) -> u64 {
 
 /// The policy node for member `name` of an object under `node`.
 pub(super) fn child<'n>(node: Option<&'n Node>, name: &[u8]) -> R<Option<&'n Node>> {
-    match node {
-        None => Ok(None),
-        Some(n) if n.deep => Ok(Some(&DEEP)),
-        Some(n) => route(n, name),
-    }
+    route_named(node, name).map(|r| r.map(|(sub, _)| sub))
 }
 
-/// The policy node for member `name` of an object under `n`, as the tree driver's walk
-/// picks it. A member both named by a path and under `*` would be visited twice there: the
-/// tree driver takes that.
-pub(super) fn route<'n>(n: &'n Node, name: &[u8]) -> R<Option<&'n Node>> {
-    let named = n
-        .keys
-        .iter()
-        .find(|(k, _)| k.as_bytes() == name)
-        .map(|(_, sub)| sub);
+/// The policy node for member `name` of an object under `node`, as the tree driver's walk
+/// picks it, and the policy's own text of the name when a path names it (not `*` or `**`).
+/// A member both named by a path and under `*` would be visited twice there: the tree
+/// driver takes that.
+fn route_named<'n>(node: Option<&'n Node>, name: &[u8]) -> R<Option<(&'n Node, Option<&'n str>)>> {
+    let n = match node {
+        None => return Ok(None),
+        Some(n) if n.deep => return Ok(Some((&DEEP, None))),
+        Some(n) => n,
+    };
+    let named = n.keys.iter().find(|(k, _)| k.as_bytes() == name);
     match (named, n.any_key.as_deref()) {
         (Some(_), Some(_)) => Err(Stop::Tree),
-        (Some(sub), None) | (None, Some(sub)) => Ok(Some(sub)),
+        (Some((k, sub)), None) => Ok(Some((sub, Some(k.as_str())))),
+        (None, Some(sub)) => Ok(Some((sub, None))),
         (None, None) => Ok(None),
     }
 }

@@ -133,8 +133,8 @@ impl Engine {
         walk: Option<&Node>,
         hint: Option<PayloadKind>,
     ) -> R<Found<'a>> {
-        let mut c = Copier::new(input, None);
-        let top = c.begin_object()?;
+        let mut c = Copier::new(input);
+        let mut top = c.begin_object()?;
         let mut found = Found {
             kind: PayloadKind::OneRequest,
             top_key: KeyMember::Absent,
@@ -142,19 +142,19 @@ impl Engine {
         };
         let mut markers = Markers::default();
         let mut seen_messages = false;
-        while let Some(name) = c.member(&top)? {
+        while let Some(name) = c.member(&mut top)? {
             match name {
                 b"messages" => {
                     seen_messages = true;
                     c.begin_array()?;
                     let mut i = 0;
                     while c.element(i)? {
-                        let item = c.begin_object()?;
+                        let mut item = c.begin_object()?;
                         let mut m = Message {
                             key: KeyMember::Absent,
                             has: 0,
                         };
-                        while let Some(k) = c.member(&item)? {
+                        while let Some(k) = c.member(&mut item)? {
                             if let Some(w) = watch.iter().position(|w| w.as_bytes() == k) {
                                 m.has |= 1 << w;
                             }
@@ -215,9 +215,9 @@ impl Engine {
     /// the output pass meets no wrong type at a policy path once keys are being made.
     fn check(&self, input: &[u8], found: &Found<'_>) -> R<()> {
         let node = &self.compiled_kind(found.kind).all;
-        let mut c = Copier::new(input, None);
-        let top = c.begin_object()?;
-        while let Some(name) = c.member(&top)? {
+        let mut c = Copier::new(input);
+        let mut top = c.begin_object()?;
+        while let Some(name) = c.member(&mut top)? {
             if name != b"messages" {
                 c.skip()?;
                 continue;
@@ -272,7 +272,7 @@ impl Engine {
         let mut nonces = NonceSource::new();
         let mut scratch = Vec::new();
         // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
-        let mut c = Copier::new(input, Some(Vec::with_capacity(input.len() * 2 + 4096)));
+        let mut c = Copier::writing(input, Vec::with_capacity(input.len() * 2 + 4096));
         let mut top = c.begin_object()?;
         while c.copy_to_messages(&mut top, false)? {
             let mut i = 0;
@@ -350,7 +350,7 @@ impl Engine {
         unsealing.prefetch(blobs).await;
         let node = &self.compiled_kind(kind).all;
         let suite = self.opts.decrypt_suite;
-        let mut c = Copier::new(input, Some(Vec::with_capacity(input.len() + 4096)));
+        let mut c = Copier::writing(input, Vec::with_capacity(input.len() + 4096));
         let mut top = c.begin_object()?;
         while c.copy_to_messages(&mut top, drop_top)? {
             let mut i = 0;

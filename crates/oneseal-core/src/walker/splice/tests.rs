@@ -169,7 +169,7 @@ proptest! {
     ) {
         let mut doc = vec![b'"'];
         doc.extend_from_slice(&body);
-        let mut c = Copier::new(&doc, None);
+        let mut c = Copier::new(&doc);
         let ours = c.string().ok().map(|(raw, _)| raw.len() + 2);
         let mut stream = serde_json::Deserializer::from_slice(&doc).into_iter::<String>();
         let theirs = matches!(stream.next(), Some(Ok(_))).then(|| stream.byte_offset());
