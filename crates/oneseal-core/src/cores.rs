@@ -1,12 +1,16 @@
-//! At most one computing document per core, for callers that run the engine on threads of
-//! their own (the Python package: every thread of a Python program that calls it).
+//! At most one computing document per core, and one more, for callers that run the engine
+//! on threads of their own (the Python package: every thread of a Python program that calls
+//! it).
 //!
 //! Walking a document is CPU-bound and its working set is large (a 5 000-message document is
-//! a tree of several MiB). More threads than cores computing at once only time-slice the
-//! cores between them, each slice evicting the others' trees from the caches. Measured on two
-//! cores with the Python package, four threads sharing one engine on the 5 000-message
-//! document: 1.37-1.48x one thread without this gate, 1.51-1.66x with it (two threads:
-//! 1.7-1.8x). So past one per core, a thread waits for a core here.
+//! megabytes in and out). Many more threads than cores computing at once only time-slice the
+//! cores between them, each slice evicting the others' data from the caches; so past the
+//! permits, a thread waits here. One permit per core was too few: a thread holding one is now
+//! and then off its core (a page fault, a wake-up), and its core then idles. Measured on two
+//! cores with the Python package, threads sharing one engine on the 5 000-message document,
+//! against one thread, in alternating runs: four threads 1.48-1.63x with two permits (the
+//! cores 76-82% busy), 1.70-2.0x with three (93-96% busy), 1.64-1.83x with no gate; eight
+//! threads 1.75-1.90x with three, 1.71-1.80x with no gate.
 //!
 //! A permit is held only while the future computes, never while it waits: a thread whose
 //! document waits for the key service (a `Pending` poll) gives its core to another.
@@ -36,12 +40,14 @@ impl Cores {
         }
     }
 
-    /// The process's gate: as many permits as the cores this process may use (its CPU
-    /// affinity and cgroup quota counted, as `std::thread::available_parallelism` does).
+    /// The process's gate: one permit more than the cores this process may use (its CPU
+    /// affinity and cgroup quota counted, as `std::thread::available_parallelism` does); see
+    /// the module doc for why one more.
     pub fn machine() -> &'static Cores {
         static CORES: OnceLock<Cores> = OnceLock::new();
-        CORES
-            .get_or_init(|| Cores::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
+        CORES.get_or_init(|| {
+            Cores::new(std::thread::available_parallelism().map_or(1, |n| n.get()) + 1)
+        })
     }
 
     /// Waits (blocking this thread) for a free core.
