@@ -48,6 +48,10 @@ impl From<Error> for Stop {
 
 type R<T> = Result<T, Stop>;
 
+/// Output room for one `"encryptionKey":"…"` member: a KMS data key's blob is 248 base64
+/// characters, the local key's fewer.
+const KEY_MEMBER_ROOM: usize = 300;
+
 /// A message's or the document's `encryptionKey`, as found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyMember<'a> {
@@ -271,8 +275,14 @@ impl Engine {
         let per_item = sealing.layout().key == KeyScope::PerItem;
         let mut nonces = NonceSource::new();
         let mut scratch = Vec::new();
-        // Ciphertext is base64 of nonce + text + tag, plus a key per message: about twice.
-        let mut c = Copier::writing(input, Vec::with_capacity(input.len() * 2 + 4096));
+        // Ciphertext is base64 of nonce + text + tag (about twice the text), and a One API
+        // message gains its own `encryptionKey`: room for both up front, so the output is
+        // never copied to grow (capacity never written costs no memory).
+        let keys = match per_item {
+            true => found.messages.len() * KEY_MEMBER_ROOM,
+            false => KEY_MEMBER_ROOM,
+        };
+        let mut c = Copier::writing(input, Vec::with_capacity(input.len() * 2 + keys + 4096));
         let mut top = c.begin_object()?;
         while c.copy_to_messages(&mut top, false)? {
             let mut i = 0;
