@@ -459,6 +459,16 @@ impl KeyProvider for LazyLocal {
     }
 }
 
+/// Several problems as one usage error: a count, then one per line (one alone as it is).
+pub fn problems(mut all: Vec<String>) -> CliError {
+    if all.len() == 1 {
+        return CliError::usage(all.remove(0));
+    }
+    let mut e = CliError::usage(format!("{} problems:", all.len()));
+    e.details = all;
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,14 +646,4 @@ mod tests {
         let f = file_with("suite = \"cbc\"\n").unwrap();
         assert_eq!(suite::<DecryptSuite>(None, &f).unwrap(), DecryptSuite::Cbc);
     }
-}
-
-/// Several problems as one usage error: a count, then one per line (one alone as it is).
-pub fn problems(mut all: Vec<String>) -> CliError {
-    if all.len() == 1 {
-        return CliError::usage(all.remove(0));
-    }
-    let mut e = CliError::usage(format!("{} problems:", all.len()));
-    e.details = all;
-    e
 }
