@@ -46,9 +46,10 @@ pub struct CacheConfig {
     pub max_in_flight: usize,
     /// Start generating the next data key in the background once the current one is 90%
     /// used (messages or age), and a large document's later keys while it is checked and
-    /// its first messages sealed ([`KeyCache::expect`], [`KeyCache::sealing_key_for`]), so a
-    /// switch seldom waits for the key service. For long-running processes (the gateway, the
-    /// Python package); a short CLI run would waste the last key.
+    /// its first messages sealed ([`KeyCache::expect_messages`],
+    /// [`KeyCache::sealing_key_for`]), so a switch seldom waits for the key service. For
+    /// long-running processes (the gateway, the Python package); a short CLI run would waste
+    /// the last key.
     pub refresh_ahead: bool,
 }
 
@@ -452,7 +453,7 @@ impl KeyCache {
     /// key covers: a small document refused by its checks costs no key-service call. A
     /// large one refused after the hint leaves its keys queued here, where the next
     /// documents take them: none is wasted.
-    pub fn expect(&self, n: usize) {
+    pub fn expect_messages(&self, n: usize) {
         let max = self.cfg.max_messages.max(1);
         if !self.cfg.refresh_ahead || max == 1 {
             return;
@@ -924,56 +925,62 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn expect_starts_the_keys_a_large_document_needs_while_it_is_checked() {
+    async fn expect_messages_starts_the_keys_a_large_document_needs_while_it_is_checked(
+    ) -> Result<(), KeyError> {
         let p = slow();
         let cache = ahead_cache(p.clone(), true);
         // A 350-message document heard about on a cold cache: its four keys are started.
-        cache.expect(350);
+        cache.expect_messages(350);
         assert_eq!(settled(&p).await, 4);
         // Heard again as the check goes on: nothing more.
-        cache.expect(350);
+        cache.expect_messages(350);
         // Written, it takes those four: none made twice.
         let mut left = 350;
         while left > 0 {
-            let (_, n) = cache.sealing_key_for(left).await.unwrap();
+            let (_, n) = cache.sealing_key_for(left).await?;
             left -= n;
         }
         assert_eq!(settled(&p).await, 4);
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn expect_starts_nothing_for_a_document_one_key_covers() {
+    async fn expect_messages_starts_nothing_for_a_document_one_key_covers() -> Result<(), KeyError>
+    {
         let p = slow();
         let cache = ahead_cache(p.clone(), true);
-        cache.expect(100);
-        let (_, n) = cache.sealing_key_for(40).await.unwrap();
+        cache.expect_messages(100);
+        let (_, n) = cache.sealing_key_for(40).await?;
         assert_eq!(n, 40);
         // The current key has 60 uses left: a 60-message document needs no other.
-        cache.expect(60);
+        cache.expect_messages(60);
         assert_eq!(settled(&p).await, 1);
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn keys_expected_for_a_refused_document_serve_the_next_one() {
+    async fn keys_expected_for_a_refused_document_serve_the_next_one() -> Result<(), KeyError> {
         let p = slow();
         let cache = ahead_cache(p.clone(), true);
         // Heard about, then refused by its checks: its three keys are queued, not dropped.
-        cache.expect(300);
+        cache.expect_messages(300);
         assert_eq!(settled(&p).await, 3);
         // The next document, of 200 messages, takes them: no call of its own.
         for _ in 0..2 {
-            assert_eq!(cache.sealing_key_for(100).await.unwrap().1, 100);
+            assert_eq!(cache.sealing_key_for(100).await?.1, 100);
         }
         // Its last grant used its key up: the third, still queued, is the next key.
         assert_eq!(settled(&p).await, 3);
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn expect_does_nothing_without_refresh_ahead() {
+    async fn expect_messages_does_nothing_without_refresh_ahead() -> Result<(), KeyError> {
         let p = slow();
         let cache = ahead_cache(p.clone(), false);
-        cache.expect(10_000);
+        cache.expect_messages(10_000);
         assert_eq!(settled(&p).await, 0);
+        Ok(())
     }
 
     #[tokio::test]

@@ -316,11 +316,12 @@ impl Engine {
 
     /// A checking pass has read `n` items of a `kind` document (before any key is taken).
     /// Every [`CHECKED_HINT_EVERY`] items of a kind whose items take their own keys, the key
-    /// cache hears it ([`KeyCache::expect`]): the keys a large document will need are then
-    /// on their way while it is still being checked, and arrive while it is being written.
+    /// cache hears it ([`KeyCache::expect_messages`]): the keys a large document will need
+    /// are then on their way while it is still being checked, and arrive while it is being
+    /// written.
     pub(crate) fn checked(&self, kind: PayloadKind, n: usize) {
         if n % CHECKED_HINT_EVERY == 0 && Layout::of(kind).key == KeyScope::PerItem {
-            self.cache.expect(n);
+            self.cache.expect_messages(n);
         }
     }
 

@@ -433,7 +433,10 @@ fn any_request_gives_the_tree_drivers_bytes() -> Result<(), Failed> {
             Ok(())
         })
         .map_err(|e| e.to_string())?;
-    assert!(taken.get() >= 32, "taken: {} of 128", taken.get());
+    // About 42 of 128 are taken (12 runs: 27-50, standard deviation about 6): at least 12,
+    // five deviations below, so a random draw never fails it. It was 32, which about one
+    // run in twenty missed (27 seen).
+    assert!(taken.get() >= 12, "taken: {} of 128", taken.get());
     Ok(())
 }
 
