@@ -440,30 +440,68 @@ fn any_request_gives_the_tree_drivers_bytes() -> Result<(), Failed> {
     Ok(())
 }
 
+/// An engine whose cache makes keys ahead (as the gateway's and the Python package's do),
+/// with a runtime for the keys it starts in the background.
+fn ahead() -> Result<(Engine, Arc<Fixed>, tokio::runtime::Runtime), Failed> {
+    let p = Arc::new(Fixed::default());
+    let cfg = CacheConfig {
+        refresh_ahead: true,
+        ..CacheConfig::default()
+    };
+    let e = Engine::new(
+        Arc::new(KeyCache::new(p.clone(), cfg)),
+        Policy::default(),
+        EngineOptions::default(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()?;
+    Ok((e, p, rt))
+}
+
+/// Keys started in the background have been asked for by now.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// Each driver's checking pass alone (no key taken, nothing written) starts the keys a
+/// 3 000-message document will need: three, on a cold cache.
+#[test]
+fn both_checking_passes_start_a_large_documents_keys() -> Result<(), Failed> {
+    let doc = mixed(3000)?;
+    let kind = PayloadKind::OneRequest;
+    for tree in [false, true] {
+        let (e, p, rt) = ahead()?;
+        rt.block_on(async {
+            if tree {
+                let mut v = parse(&doc)?;
+                e.encrypt_pass(&mut v, kind, true).await?;
+            } else {
+                let watch = e.watched().ok_or("no watched names")?;
+                let node = &e.compiled_kind(kind).all;
+                e.shape(&doc, &watch, Some(node), Some(kind))
+                    .map_err(|_| "the shape pass did not take it")?;
+            }
+            settle().await;
+            assert_eq!(p.made.load(Ordering::SeqCst), 3, "tree driver: {tree}");
+            Ok::<_, Failed>(())
+        })?;
+    }
+    Ok(())
+}
+
 /// With keys made ahead, a large document's later keys are started while it is checked. One
 /// refused by its checks leaves them to the next document: the two cost the calls the good
 /// one alone costs (its three keys, and the next made ahead as its last is used up).
 #[test]
 fn keys_started_for_a_refused_document_serve_the_next() -> Result<(), Failed> {
-    let p = Arc::new(Fixed::default());
-    let ahead = CacheConfig {
-        refresh_ahead: true,
-        ..CacheConfig::default()
-    };
-    let e = Engine::new(
-        Arc::new(KeyCache::new(p.clone(), ahead)),
-        Policy::default(),
-        EngineOptions::default(),
-    );
+    let (e, p, rt) = ahead()?;
     let good = mixed(3000)?;
     let mut bad: Value = serde_json::from_slice(&good)?;
     bad["messages"][2999] = json!({"channel": "whatsapp", "to": "1", "content": 5});
     let bad = serde_json::to_vec(&bad)?;
     let made = || p.made.load(Ordering::SeqCst);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()?;
     rt.block_on(async {
         let refused = e.encrypt_slice(&bad, false).await;
         assert!(
@@ -473,10 +511,10 @@ fn keys_started_for_a_refused_document_serve_the_next() -> Result<(), Failed> {
             "{refused:?}"
         );
         // The keys started while it was checked: one per thousand messages.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        settle().await;
         assert_eq!(made(), 3);
         e.encrypt_slice(&good, false).await?;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        settle().await;
         assert_eq!(made(), 4);
         Ok(())
     })
