@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use oneseal::core::b64;
 use serde_json::{json, Value};
-use support::http::{self, eventually, free_port, get, post_json, python_server, wait_port, Proc};
+use support::http::{self, eventually, free_ports, get, post_json, python_server, wait_port, Proc};
 use support::*;
 
 const CT_USER: &str = "clevertap";
@@ -44,7 +44,7 @@ impl Rig {
         let dir = tempdir();
         let key = dir.path().join("local.key");
         std::fs::write(&key, [0x42u8; 32]).unwrap();
-        let (platform_port, ct_port) = (free_port(), free_port());
+        let [platform_port, ct_port, a, p, m] = free_ports();
         let platform = python_server(
             "fake_platform.py",
             platform_port,
@@ -54,7 +54,7 @@ impl Rig {
         let clevertap = python_server("fake_clevertap.py", ct_port, &[], &[]);
         let mut r = Rig {
             dir,
-            ports: [free_port(), free_port(), free_port()],
+            ports: [a, p, m],
             platform_port,
             ct_port,
             _platform: platform,

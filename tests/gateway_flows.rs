@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::http::{free_port, get, python_server, wait_port, Proc};
+use support::http::{free_port, free_ports, get, python_server, wait_port, Proc};
 use support::*;
 
 const APP_SECRET: &str = "meta-app-secret-123";
@@ -34,10 +34,11 @@ impl Rig {
     fn new() -> Rig {
         let dir = tempdir();
         std::fs::write(dir.path().join("local.key"), [7u8; 32]).unwrap();
+        let [p, m, handler_port] = free_ports();
         Rig {
             dir,
-            ports: [free_port(), free_port()],
-            handler_port: free_port(),
+            ports: [p, m],
+            handler_port,
             handler: None,
             gateway: None,
             gateway_extra: String::new(),

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use oneseal::core::b64;
 use serde_json::{json, Value};
 
-use super::http::{self, free_port, get, post_json, python_server, wait_port, Proc};
+use super::http::{
+    self, free_ports, get, post_json, python_server, try_wait_port, NotListening, Proc,
+};
 use super::moto::{aws_env, moto, Proxy};
 use super::*;
 
@@ -80,11 +82,12 @@ impl Rig {
     }
 
     pub fn new(dir: tempfile::TempDir, extra_config: &str, env: Vec<(String, String)>) -> Rig {
+        let [platform_port, app_port, a, p, m] = free_ports();
         Rig {
             dir,
-            platform_port: free_port(),
-            app_port: free_port(),
-            ports: [free_port(), free_port(), free_port()],
+            platform_port,
+            app_port,
+            ports: [a, p, m],
             extra_config: extra_config.to_string(),
             callbacks_config: String::new(),
             env,
@@ -134,23 +137,43 @@ impl Rig {
         c
     }
 
+    /// Starts the gateway and waits for its admin and app listeners.
+    ///
+    /// Regression: a port chosen free can be taken by another test's process before the
+    /// gateway binds it; the gateway then exits 2 naming the port in use (one CI run failed
+    /// so). Then it is started again on fresh ports, at most three times; any other early
+    /// exit fails with the gateway's log.
     pub fn start_gateway(&mut self) {
-        self.write_config();
-        let log = std::fs::File::create(self.dir.path().join("gateway.log")).unwrap();
-        let args: &[&str] = if self.log_json {
-            &["gateway", "--log-format", "json"]
-        } else {
-            &["gateway"]
-        };
-        let mut child = self
-            .gateway_cmd(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        wait_port(self.ports[2], 60, &mut child);
-        wait_port(self.ports[0], 10, &mut child);
-        self.gateway = Some(Proc(child));
+        for attempt in 1.. {
+            self.write_config();
+            let log = std::fs::File::create(self.dir.path().join("gateway.log")).unwrap();
+            let args: &[&str] = if self.log_json {
+                &["gateway", "--log-format", "json"]
+            } else {
+                &["gateway"]
+            };
+            let mut child = self
+                .gateway_cmd(args)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let up = try_wait_port(self.ports[2], 60, &mut child)
+                .and_then(|()| try_wait_port(self.ports[0], 10, &mut child));
+            match up {
+                Ok(()) => {
+                    self.gateway = Some(Proc(child));
+                    return;
+                }
+                Err(NotListening::Exited(_)) if attempt < 3 && self.log().contains("in use") => {
+                    self.ports = free_ports();
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("gateway not listening ({e:?}); its log:\n{}", self.log());
+                }
+            }
+        }
     }
 
     pub fn log(&self) -> String {

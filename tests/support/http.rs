@@ -169,18 +169,48 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Waits until something accepts connections on `port` (or panics after `secs`).
-pub fn wait_port(port: u16, secs: u64, child: &mut Child) {
+/// `N` distinct loopback ports nothing listens on right now: all are held until all are
+/// chosen (one at a time, the kernel may hand the same port out twice).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("free port").port())
+}
+
+/// How waiting for a port ended, short of success.
+#[derive(Debug)]
+pub enum NotListening {
+    /// The process exited first (its status).
+    Exited(std::process::ExitStatus),
+    /// Nothing listened within the time given.
+    TimedOut,
+}
+
+/// Waits until something accepts connections on `port`, for at most `secs`, while `child`
+/// runs.
+pub fn try_wait_port(port: u16, secs: u64, child: &mut Child) -> Result<(), NotListening> {
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(st)) = child.try_wait() {
-            panic!("process exited with {st} before listening on {port}");
+            return Err(NotListening::Exited(st));
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "nothing listening on {port} after {secs} s"
-        );
+        if t.elapsed() >= Duration::from_secs(secs) {
+            return Err(NotListening::TimedOut);
+        }
         std::thread::sleep(Duration::from_millis(25));
+    }
+    Ok(())
+}
+
+/// Waits until something accepts connections on `port` (or panics after `secs`).
+pub fn wait_port(port: u16, secs: u64, child: &mut Child) {
+    match try_wait_port(port, secs, child) {
+        Ok(()) => {}
+        Err(NotListening::Exited(st)) => {
+            panic!("process exited with {st} before listening on {port}")
+        }
+        Err(NotListening::TimedOut) => panic!("nothing listening on {port} after {secs} s"),
     }
 }
 
