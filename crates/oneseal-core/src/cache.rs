@@ -438,6 +438,11 @@ impl KeyCache {
         if want == 0 && self.nearly_spent(k, max) {
             want = 1;
         }
+        self.fill_ahead(st, want);
+    }
+
+    /// Starts keys in the background until `want` (at most [`MAX_KEYS_AHEAD`]) are queued.
+    fn fill_ahead(&self, st: &mut EncState, want: usize) {
         while st.ahead.len() < want.min(MAX_KEYS_AHEAD) {
             match self.generate_in_background() {
                 Some(cell) => st.ahead.push_back(cell),
@@ -471,12 +476,7 @@ impl KeyCache {
             // One key: the document asks for it when it is written, as a small one does.
             return;
         }
-        while st.ahead.len() < need.min(MAX_KEYS_AHEAD) {
-            match self.generate_in_background() {
-                Some(cell) => st.ahead.push_back(cell),
-                None => break,
-            }
-        }
+        self.fill_ahead(&mut st, need);
     }
 
     /// Whether `k` is 90% used, by messages or by age.
@@ -907,15 +907,15 @@ mod tests {
         assert!(!CacheConfig::default().refresh_ahead);
     }
 
-    fn ahead_cache(p: Arc<CountingProvider<Slow>>, refresh_ahead: bool) -> KeyCache {
-        KeyCache::new(
-            p,
-            CacheConfig {
-                max_messages: 100,
-                refresh_ahead,
-                ..Default::default()
-            },
-        )
+    /// A cache of 100 messages per key over a slow counting provider.
+    fn ahead_cache(refresh_ahead: bool) -> (Arc<CountingProvider<Slow>>, KeyCache) {
+        let p = slow();
+        let cfg = CacheConfig {
+            max_messages: 100,
+            refresh_ahead,
+            ..Default::default()
+        };
+        (p.clone(), KeyCache::new(p, cfg))
     }
 
     /// The provider's calls once those in flight have had time to finish (it takes 20 ms).
@@ -927,8 +927,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn expect_messages_starts_the_keys_a_large_document_needs_while_it_is_checked(
     ) -> Result<(), KeyError> {
-        let p = slow();
-        let cache = ahead_cache(p.clone(), true);
+        let (p, cache) = ahead_cache(true);
         // A 350-message document heard about on a cold cache: its four keys are started.
         cache.expect_messages(350);
         assert_eq!(settled(&p).await, 4);
@@ -947,8 +946,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn expect_messages_starts_nothing_for_a_document_one_key_covers() -> Result<(), KeyError>
     {
-        let p = slow();
-        let cache = ahead_cache(p.clone(), true);
+        let (p, cache) = ahead_cache(true);
         cache.expect_messages(100);
         let (_, n) = cache.sealing_key_for(40).await?;
         assert_eq!(n, 40);
@@ -960,8 +958,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keys_expected_for_a_refused_document_serve_the_next_one() -> Result<(), KeyError> {
-        let p = slow();
-        let cache = ahead_cache(p.clone(), true);
+        let (p, cache) = ahead_cache(true);
         // Heard about, then refused by its checks: its three keys are queued, not dropped.
         cache.expect_messages(300);
         assert_eq!(settled(&p).await, 3);
@@ -976,8 +973,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn expect_messages_does_nothing_without_refresh_ahead() -> Result<(), KeyError> {
-        let p = slow();
-        let cache = ahead_cache(p.clone(), false);
+        let (p, cache) = ahead_cache(false);
         cache.expect_messages(10_000);
         assert_eq!(settled(&p).await, 0);
         Ok(())

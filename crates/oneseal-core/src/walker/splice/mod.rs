@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::detect::{detect_shape, Api, Markers, PayloadKind, Shape, ENCRYPTION_KEY};
 use super::document::{Sealing, Unsealing};
 use super::item::{sub_key_path, Blobs, Engine, Report};
-use super::layout::{message_path, KeyPlacement, KeyScope, Layout, Node};
+use super::layout::{message_path, KeyPlacement, KeyScope, Layout};
 use crate::error::Error;
 use crate::suite::NonceSource;
 use copier::{child, Copier, Edit, Leaf};
@@ -126,17 +126,17 @@ impl Engine {
     }
 
     /// The shape pass: the whole document read and checked as JSON the splice driver takes,
-    /// its payload kind detected, each message's own key and watched members noted; with
-    /// `walk`, each message also checked under that policy node (an encryption's checking
-    /// pass done at once when the kind is the one guessed, `hint`: the key cache hears how
-    /// many messages have been checked so far, see [`Engine::checked`]).
+    /// its payload kind detected, each message's own key and watched members noted. With
+    /// `check` (encrypting), each message is also checked under that kind's policy, an
+    /// encryption's checking pass done at once when the kind is the one guessed, and the key
+    /// cache hears how many messages have been checked so far ([`Engine::checked`]).
     fn shape<'a>(
         &self,
         input: &'a [u8],
         watch: &[&str],
-        walk: Option<&Node>,
-        hint: Option<PayloadKind>,
+        check: Option<PayloadKind>,
     ) -> R<Found<'a>> {
+        let walk = check.map(|kind| &self.compiled_kind(kind).all);
         let mut c = Copier::new(input);
         let mut top = c.begin_object()?;
         let mut found = Found {
@@ -174,7 +174,7 @@ impl Engine {
                         c.end_object(item);
                         found.messages.push(m);
                         i += 1;
-                        if let Some(kind) = hint {
+                        if let Some(kind) = check {
                             self.checked(kind, i);
                         }
                     }
@@ -249,12 +249,7 @@ impl Engine {
             Api::Legacy => PayloadKind::LegacyRequest,
             Api::One | Api::Auto => PayloadKind::OneRequest,
         };
-        let found = self.shape(
-            input,
-            &watch,
-            Some(&self.compiled_kind(guess).all),
-            Some(guess),
-        )?;
+        let found = self.shape(input, &watch, Some(guess))?;
         let kind = found.kind;
         // A key already there is refused or replaced in place by the tree driver.
         if found.top_key != KeyMember::Absent
@@ -329,7 +324,7 @@ impl Engine {
             return Err(Stop::Tree);
         }
         let watch = self.watched().ok_or(Stop::Tree)?;
-        let found = self.shape(input, &watch, None, None)?;
+        let found = self.shape(input, &watch, None)?;
         let kind = found.kind;
         if Layout::of(kind).decrypted_key != KeyPlacement::Remove {
             return Err(Stop::Tree);
